@@ -1,0 +1,85 @@
+import formBody from '@fastify/formbody';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { dataRoutes } from './data/routes.js';
+import type { OpenedDatabase } from './db/database.js';
+import { deviceRoutes } from './devices/routes.js';
+import { healthRoutes } from './health/routes.js';
+import { registerErrorHandler } from './http/error-handler.js';
+import { registerJsonBodyParser } from './http/json-body.js';
+import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
+import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
+import { validatorCompiler } from './http/validation.js';
+import { statisticsRoutes } from './statistics/routes.js';
+import { authRoutes } from './users/auth-routes.js';
+import { createAuthenticator } from './users/authenticate.js';
+import { createTokenService } from './users/tokens.js';
+import { userRoutes } from './users/user-routes.js';
+
+/** The one Fastify factory: main.ts and the tests both build the app here, with the same options. */
+export async function buildApp(config: Config, { db, engine }: OpenedDatabase): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimitBytes,
+    // Long enough for a slow client, short enough that idle sockets do not pile up.
+    connectionTimeout: 30_000,
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.decorateRequest('user', null);
+  app.decorateRequest('token', null);
+  registerErrorHandler(app);
+  registerRoutingFallbacks(app);
+  registerJsonBodyParser(app);
+  await app.register(formBody, { bodyLimit: config.bodyLimitBytes });
+
+  app.addSchema(ErrorResponse);
+  app.addSchema(ValidationErrorResponse);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Statistics',
+        version: '0.1.0',
+        description: 'Readings from devices, and statistics over them. Auth follows FastAPI Users.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description: 'From POST /auth/jwt/login',
+          },
+        },
+      },
+      tags: [
+        { name: 'devices', description: 'Devices that send readings' },
+        { name: 'data', description: 'Readings' },
+        { name: 'statistics', description: 'Statistics over readings' },
+        { name: 'auth', description: 'Register, log in, log out' },
+        { name: 'users', description: 'Accounts' },
+        { name: 'health', description: 'Liveness and database health' },
+      ],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
+  const auth = createAuthenticator(db, tokens);
+  await app.register(authRoutes, { db, tokens, auth });
+  await app.register(userRoutes, { db, auth });
+  await app.register(deviceRoutes, { db, auth });
+  await app.register(dataRoutes, { db });
+  await app.register(statisticsRoutes, { db, engine });
+  await app.register(healthRoutes, { db, engine });
+  return app;
+}

@@ -1,0 +1,89 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SQLite from 'better-sqlite3';
+import {
+  Kysely,
+  type KyselyPlugin,
+  OperationNodeTransformer,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  PostgresDialect,
+  type PrimitiveValueListNode,
+  type QueryResult,
+  type RootOperationNode,
+  SqliteDialect,
+  type UnknownRow,
+  type ValueNode,
+} from 'kysely';
+import pg from 'pg';
+import type { Engine } from './dialect.js';
+import type { Database } from './tables.js';
+
+export interface OpenedDatabase {
+  db: Kysely<Database>;
+  engine: Engine;
+}
+
+/** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and destroys it. */
+export function openDatabase(url: string): OpenedDatabase {
+  if (url.startsWith('sqlite:')) return { db: openSqlite(url.slice('sqlite:'.length)), engine: 'sqlite' };
+  return { db: openPostgres(url), engine: 'postgres' };
+}
+
+function openSqlite(path: string): Kysely<Database> {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const connection = new SQLite(path);
+  // WAL lets statistics read while readings are written. synchronous=NORMAL in WAL mode keeps every
+  // committed transaction through a process crash (only a power loss can drop the last commits).
+  connection.pragma('journal_mode = WAL');
+  connection.pragma('synchronous = NORMAL');
+  connection.pragma('foreign_keys = ON');
+  connection.pragma('busy_timeout = 5000');
+  return new Kysely<Database>({
+    dialect: new SqliteDialect({ database: connection }),
+    plugins: [new SqliteBooleans()],
+  });
+}
+
+function openPostgres(url: string): Kysely<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    connectionTimeoutMillis: 2000,
+    types: {
+      // int8 (ids, counts, epoch milliseconds) as numbers: every value we store fits in 2^53.
+      getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+        oid === 20 ? Number : pg.types.getTypeParser(oid, format),
+    } as pg.CustomTypesConfig,
+  });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => {});
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** better-sqlite3 cannot bind JS booleans; SQLite stores them as 0/1. */
+class SqliteBooleans implements KyselyPlugin {
+  readonly #transformer = new BooleansToIntegers();
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    return this.#transformer.transformNode(args.node);
+  }
+
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
+  }
+}
+
+class BooleansToIntegers extends OperationNodeTransformer {
+  protected override transformValue(node: ValueNode): ValueNode {
+    const value = node.value;
+    return typeof value === 'boolean' ? { ...node, value: value ? 1 : 0 } : node;
+  }
+
+  protected override transformPrimitiveValueList(node: PrimitiveValueListNode): PrimitiveValueListNode {
+    return {
+      ...node,
+      values: node.values.map((value) => (typeof value === 'boolean' ? (value ? 1 : 0) : value)),
+    };
+  }
+}

@@ -1,0 +1,42 @@
+import type { Generated } from 'kysely';
+
+/** Times are stored as UTC epoch milliseconds: exact, compact and the same on both engines. */
+export type EpochMs = number;
+
+export interface UsersTable {
+  id: Generated<number>;
+  email: string;
+  hashed_password: string;
+  is_active: boolean;
+  is_superuser: boolean;
+  is_verified: boolean;
+}
+
+export interface DevicesTable {
+  id: Generated<number>;
+  name: string | null;
+  user_id: number | null;
+  created_at: EpochMs;
+}
+
+export interface ReadingsTable {
+  id: Generated<number>;
+  device_id: number;
+  x: number;
+  y: number;
+  z: number;
+  created_at: EpochMs;
+}
+
+/** Tokens ended by logout, kept (as a SHA-256 digest) until they would have expired anyway. */
+export interface RevokedTokensTable {
+  token_digest: string;
+  expires_at: EpochMs;
+}
+
+export interface Database {
+  users: UsersTable;
+  devices: DevicesTable;
+  data: ReadingsTable;
+  revoked_tokens: RevokedTokensTable;
+}

@@ -1,0 +1,36 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { PageQuery } from '../http/pagination.js';
+import { Id } from '../http/schemas.js';
+
+export const Device = Type.Object(
+  {
+    id: Type.Integer({ examples: [1] }),
+    name: Type.Union([Type.String(), Type.Null()], { examples: ['greenhouse-north'] }),
+    user_id: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'The owner, or null for an anonymous device',
+    }),
+    created_at: Type.String({ format: 'date-time', examples: ['2026-11-27T08:00:00.000Z'] }),
+  },
+  { $id: 'Device' },
+);
+export type Device = Static<typeof Device>;
+
+export const DeviceCreate = Type.Object(
+  {
+    name: Type.Optional(
+      Type.Union([Type.String({ maxLength: 50 }), Type.Null()], {
+        default: null,
+        examples: ['greenhouse-north'],
+      }),
+    ),
+  },
+  { $id: 'DeviceCreate', description: 'A new device; a signed-in caller becomes its owner' },
+);
+export type DeviceCreate = Static<typeof DeviceCreate>;
+
+export const DeviceListQuery = Type.Object({
+  ...PageQuery,
+  user_id: Type.Optional(Id('Only the devices of this owner')),
+});
+
+export const DeviceParams = Type.Object({ device_id: Id('Device id') });

@@ -1,0 +1,61 @@
+import { Type } from '@sinclair/typebox';
+import type { EpochMs } from '../db/tables.js';
+import { invalidQuery } from './errors.js';
+
+export const DateQuery = (description: string) =>
+  Type.String({
+    description: `${description}. ISO 8601 (a time without a zone is UTC), a date (midnight UTC), or Unix seconds.`,
+    examples: ['2026-11-27T08:00:00Z', '2026-11-27 08:00:00+03:00', '2026-11-27', '1795766400'],
+    maxLength: 64,
+  });
+
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/**
+ * Reads a query date as an exact instant in epoch milliseconds. `bound` decides how a sub-millisecond
+ * fraction rounds, so an inclusive range never takes a stored reading that lies outside it.
+ */
+export function parseDateQuery(field: string, text: string, bound: 'start' | 'end'): EpochMs {
+  const round = bound === 'start' ? Math.ceil : Math.floor;
+  if (/^\d{1,12}(\.\d+)?$/.test(text)) return round(Number(text) * 1000);
+  const match = ISO.exec(text.trim());
+  if (!match) throw invalidQuery(field, 'invalid datetime format', 'value_error.datetime');
+  const [, year, month, day, hour = '0', minute = '0', second = '0', fraction = '', zone = 'Z'] = match;
+  const fields = [year, month, day, hour, minute, second].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const [y, mo, d, h, mi, s] = fields;
+  const utc = Date.UTC(y, mo - 1, d, h, mi, s);
+  const check = new Date(utc);
+  if (check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) {
+    throw invalidQuery(field, 'invalid datetime format', 'value_error.datetime');
+  }
+  const fractionMs = fraction === '' ? 0 : Number(`0.${fraction}`) * 1000;
+  return round(utc + fractionMs) - zoneOffsetMs(zone);
+}
+
+function zoneOffsetMs(zone: string): number {
+  if (zone.toUpperCase() === 'Z') return 0;
+  const sign = zone.startsWith('-') ? -1 : 1;
+  const digits = zone.slice(1).replace(':', '');
+  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || 0)) * 60_000;
+}
+
+/** The query's date range, checked so that the start never lies after the end. */
+export function parseDateRange(query: { start_date?: string; end_date?: string }) {
+  const start =
+    query.start_date === undefined ? undefined : parseDateQuery('start_date', query.start_date, 'start');
+  const end = query.end_date === undefined ? undefined : parseDateQuery('end_date', query.end_date, 'end');
+  if (start !== undefined && end !== undefined && start > end) {
+    throw invalidQuery('start_date', 'start_date must not be after end_date', 'value_error.date_range');
+  }
+  return { start, end };
+}
+
+export const toIsoString = (ms: EpochMs) => new Date(ms).toISOString();

@@ -1,0 +1,62 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { DomainError, RequestValidationError } from './errors.js';
+import { toValidationIssues } from './validation.js';
+
+/** The one place where thrown errors become HTTP answers. No stack trace or SQL ever leaves it. */
+export function registerErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof DomainError) {
+      if (error.statusCode === 503) reply.header('retry-after', '2');
+      return reply.code(error.statusCode).send({ detail: error.detail });
+    }
+    if (error instanceof RequestValidationError) {
+      return reply.code(422).send({ detail: error.issues });
+    }
+    if (error.validation) {
+      const issues = toValidationIssues(error.validation, error.validationContext ?? 'body', request.body);
+      return reply.code(422).send({ detail: issues });
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, 'database unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', '2')
+        .send({ detail: 'Database unavailable, retry shortly' });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send({ detail: error.message });
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return reply.code(500).send({ detail: 'Internal Server Error' });
+  });
+}
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'SQLITE_BUSY',
+  'SQLITE_FULL',
+  'SQLITE_READONLY',
+  'SQLITE_IOERR',
+  'SQLITE_CANTOPEN',
+  '57P01', // admin_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+]);
+
+function isDatabaseUnavailable(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (
+    typeof code === 'string' &&
+    [...UNAVAILABLE_CODES].some((c) => code === c || code.startsWith(`${c}_`))
+  ) {
+    return true;
+  }
+  return (
+    typeof message === 'string' &&
+    /timeout exceeded when trying to connect|Connection terminated/.test(message)
+  );
+}

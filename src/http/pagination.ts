@@ -1,0 +1,40 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+export const PageQuery = {
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Items per page' }),
+  cursor: Type.Optional(
+    Type.String({
+      maxLength: 100,
+      description:
+        'Where the page starts: copy it from the `Link: <...>; rel="next"` header of the previous page',
+    }),
+  ),
+};
+
+export const PAGE_HEADERS = {
+  link: Type.Optional(
+    Type.String({ description: 'RFC 8288 link to the next page (`rel="next"`), when there is one' }),
+  ),
+};
+
+/**
+ * Lists are keyset-paginated: a page is fetched with one row more than asked, and when that row exists
+ * the answer carries a Link header to the page starting after the last item shown.
+ */
+export function sendPage<T>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  rows: T[],
+  limit: number,
+  cursorAfter: (last: T) => string,
+): T[] {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  if (rows.length > limit && last !== undefined) {
+    const url = new URL(request.url, 'http://placeholder');
+    url.searchParams.set('cursor', cursorAfter(last));
+    reply.header('link', `<${url.pathname}${url.search}>; rel="next"`);
+  }
+  return page;
+}

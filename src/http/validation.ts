@@ -1,0 +1,156 @@
+import { Ajv, type ErrorObject, type Options } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { FastifySchemaCompiler } from 'fastify';
+import type { ValidationIssue } from './errors.js';
+
+const shared: Options = { allErrors: true, useDefaults: true, strict: false, strictNumbers: true };
+
+// A JSON body keeps its types: "1.5" or true where a number belongs is an error, not a silent guess.
+const bodyAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: false }));
+// Query strings and paths are text by nature, so they are read as the declared types.
+const textAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: 'array' }));
+
+export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
+  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema);
+
+const sourceByPart: Record<string, string> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'path',
+  headers: 'header',
+};
+
+const typeNames: Record<string, string> = {
+  number: 'float',
+  integer: 'integer',
+  string: 'str',
+  boolean: 'bool',
+  object: 'dict',
+  array: 'list',
+};
+
+/** Translates ajv's errors into FastAPI's 422 items, whose `loc` ends with the field's name. */
+export function toValidationIssues(
+  errors: Partial<ErrorObject>[],
+  httpPart: string,
+  body: unknown,
+): ValidationIssue[] {
+  const source = sourceByPart[httpPart] ?? httpPart;
+  if (source === 'body' && body === undefined) {
+    return [{ loc: ['body'], msg: 'field required', type: 'value_error.missing' }];
+  }
+  const issues = errors.map((error) => toIssue(error, source, body));
+  // `anyOf` adds one error per branch and a summary; the summary alone says it best.
+  return dedupe(issues);
+}
+
+function toIssue(error: Partial<ErrorObject>, source: string, body: unknown): ValidationIssue {
+  const path = (error.instancePath ?? '')
+    .split('/')
+    .slice(1)
+    .map((part) => (/^\d+$/.test(part) ? Number(part) : part.replace(/~1/g, '/').replace(/~0/g, '~')));
+  const loc: (string | number)[] = [source, ...path];
+  const params = (error.params ?? {}) as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'required':
+      return {
+        loc: [...loc, String(params.missingProperty)],
+        msg: 'field required',
+        type: 'value_error.missing',
+      };
+    case 'type': {
+      const value = source === 'body' ? valueAt(body, path) : undefined;
+      if (value === null)
+        return { loc, msg: 'none is not an allowed value', type: 'type_error.none.not_allowed' };
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        // JSON.parse reads 1e400 as Infinity: say so, rather than "not a number".
+        return { loc, msg: 'number is beyond the range of a double', type: 'value_error.number.not_finite' };
+      }
+      const expected = String(params.type).split(',')[0] ?? 'value';
+      const name = typeNames[expected] ?? expected;
+      return { loc, msg: `value is not a valid ${name}`, type: `type_error.${name}` };
+    }
+    case 'maxLength':
+      return limit(
+        loc,
+        `ensure this value has at most ${params.limit} characters`,
+        'value_error.any_str.max_length',
+        params.limit,
+      );
+    case 'minLength':
+      return limit(
+        loc,
+        `ensure this value has at least ${params.limit} characters`,
+        'value_error.any_str.min_length',
+        params.limit,
+      );
+    case 'maxItems':
+      return limit(
+        loc,
+        `ensure this value has at most ${params.limit} items`,
+        'value_error.list.max_items',
+        params.limit,
+      );
+    case 'minimum':
+      return limit(
+        loc,
+        `ensure this value is greater than or equal to ${params.limit}`,
+        'value_error.number.not_ge',
+        params.limit,
+      );
+    case 'maximum':
+      return limit(
+        loc,
+        `ensure this value is less than or equal to ${params.limit}`,
+        'value_error.number.not_le',
+        params.limit,
+      );
+    case 'enum':
+      return {
+        loc,
+        msg: `unexpected value; permitted: ${(params.allowedValues as unknown[]).map((v) => `'${v}'`).join(', ')}`,
+        type: 'type_error.enum',
+        ctx: { enum_values: params.allowedValues },
+      };
+    case 'format':
+      return params.format === 'email'
+        ? { loc, msg: 'value is not a valid email address', type: 'value_error.email' }
+        : { loc, msg: `value is not a valid ${params.format}`, type: `value_error.${params.format}` };
+    case 'pattern':
+      return {
+        loc,
+        msg: `string does not match regex "${params.pattern}"`,
+        type: 'value_error.str.regex',
+        ctx: { pattern: params.pattern },
+      };
+    default:
+      return {
+        loc,
+        msg: error.message ?? 'invalid value',
+        type: `value_error.${error.keyword ?? 'invalid'}`,
+      };
+  }
+}
+
+function limit(loc: (string | number)[], msg: string, type: string, limitValue: unknown): ValidationIssue {
+  return { loc, msg, type, ctx: { limit_value: limitValue } };
+}
+
+function valueAt(value: unknown, path: (string | number)[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}
+
+function dedupe(issues: ValidationIssue[]): ValidationIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((issue) => {
+    const key = `${issue.loc.join('\u0000')}|${issue.type}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
