@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type Options } from 'ajv';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
 import type { ValidationIssue } from './errors.js';
@@ -11,7 +11,29 @@ const bodyAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: false }));
 const textAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: 'array' }));
 
 export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema);
+  httpPart === 'body' ? bodyAjv.compile(schema) : rejectingInfinity(textAjv.compile(schema));
+
+/**
+ * ajv coerces the text "1e400" to Infinity and then lets it pass every numeric keyword, so a
+ * coerced query or path value that is not finite is refused here, as the type error it is.
+ */
+function rejectingInfinity(validate: ValidateFunction): ValidateFunction {
+  const checked = ((data: unknown) => {
+    const valid = validate(data);
+    checked.errors = validate.errors;
+    if (!valid || data === null || typeof data !== 'object') return valid;
+    for (const [key, value] of Object.entries(data)) {
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        checked.errors = [
+          { instancePath: `/${key}`, schemaPath: '', keyword: 'type', params: { type: 'number' } },
+        ];
+        return false;
+      }
+    }
+    return true;
+  }) as ValidateFunction;
+  return checked;
+}
 
 const sourceByPart: Record<string, string> = {
   body: 'body',

@@ -1,0 +1,186 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe } from 'node:test';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { Kysely } from 'kysely';
+import pg from 'pg';
+import { buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/db/database.js';
+import type { Engine } from '../../src/db/dialect.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import type { Database } from '../../src/db/tables.js';
+
+export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
+
+/** A fresh, migrated database of one engine, removed again when the test file is done. */
+export interface FreshDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function freshDatabase(engine: Engine): Promise<FreshDatabase> {
+  if (engine === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'statistics-test-'));
+    return {
+      url: `sqlite:${join(dir, 'test.db')}`,
+      drop: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  }
+  const adminUrl = process.env.TEST_DATABASE_URL as string;
+  const name = `statistics_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: adminUrl });
+      await client.connect();
+      await client.query(`drop database if exists ${name} with (force)`);
+      await client.end();
+    },
+  };
+}
+
+export function testConfig(databaseUrl: string, overrides: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: databaseUrl,
+    DATA_DIR: join(tmpdir(), 'statistics-test-data'),
+    LOG_LEVEL: 'silent',
+    JWT_SECRET: TEST_SECRET,
+    ...overrides,
+  });
+}
+
+/** The real app on a fresh database of one engine, with the real migrations; see `onEachEngine`. */
+export class Harness {
+  app!: FastifyInstance;
+  db!: Kysely<Database>;
+  config!: Config;
+  #database!: FreshDatabase;
+
+  constructor(readonly engine: Engine) {}
+
+  async start(overrides: Record<string, string> = {}): Promise<void> {
+    this.#database = await freshDatabase(this.engine);
+    await this.open(overrides);
+  }
+
+  async open(overrides: Record<string, string> = {}): Promise<void> {
+    this.config = testConfig(this.#database.url, overrides);
+    const database = openDatabase(this.config.databaseUrl);
+    await migrateToLatest(database.db);
+    this.db = database.db;
+    this.app = await buildApp(this.config, database);
+    await this.app.ready();
+  }
+
+  /** Closes the app and the database handle, keeping the database itself. */
+  async close(): Promise<void> {
+    await this.app.close();
+    await this.db.destroy();
+  }
+
+  async stop(): Promise<void> {
+    await this.close();
+    await this.#database.drop();
+  }
+
+  get databaseUrl(): string {
+    return this.#database.url;
+  }
+
+  inject(options: InjectOptions): Promise<LightMyRequestResponse> {
+    return this.app.inject(options);
+  }
+
+  /** POSTs JSON (or, with a string, the exact bytes given as JSON). */
+  post(url: string, body: unknown, token?: string): Promise<LightMyRequestResponse> {
+    return this.app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      payload: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  }
+
+  get(url: string, token?: string): Promise<LightMyRequestResponse> {
+    return this.app.inject({
+      method: 'GET',
+      url,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+  }
+
+  /** Registers a user and logs in; answers the user's id and bearer token. */
+  async signUp(
+    email = uniqueEmail(),
+    password = 'a-good-password',
+  ): Promise<{ id: number; token: string; email: string }> {
+    const registered = await this.post('/auth/register', { email, password });
+    if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.body}`);
+    return { id: registered.json().id, token: await this.logIn(email, password), email };
+  }
+
+  async logIn(email: string, password: string): Promise<string> {
+    const response = await this.app.inject({
+      method: 'POST',
+      url: '/auth/jwt/login',
+      payload: new URLSearchParams({ username: email, password }).toString(),
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    if (response.statusCode !== 200) throw new Error(`login failed: ${response.body}`);
+    return response.json().access_token;
+  }
+
+  async createDevice(token?: string, name: string | null = 'sensor'): Promise<number> {
+    const response = await this.post('/device/', { name }, token);
+    if (response.statusCode !== 200) throw new Error(`device failed: ${response.body}`);
+    return response.json().id;
+  }
+
+  async countReadings(): Promise<number> {
+    const row = await this.db
+      .selectFrom('data')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
+
+let emailCounter = 0;
+export const uniqueEmail = () => `user${++emailCounter}.${randomBytes(3).toString('hex')}@example.com`;
+
+export const ENGINES: Engine[] = ['sqlite', 'postgres'];
+
+export function engineSkipReason(engine: Engine): string | false {
+  return engine === 'postgres' && !process.env.TEST_DATABASE_URL
+    ? 'PostgreSQL half skipped: set TEST_DATABASE_URL=postgres://... to run it'
+    : false;
+}
+
+/**
+ * Declares the same suite once per engine, each on its own fresh database: SQLite always,
+ * PostgreSQL when TEST_DATABASE_URL is set (the runner reports the skip otherwise).
+ */
+export function onEachEngine(
+  title: string,
+  suite: (harness: Harness) => void,
+  overrides: Record<string, string> = {},
+) {
+  for (const engine of ENGINES) {
+    describe(`${title} [${engine}]`, { skip: engineSkipReason(engine) }, () => {
+      const harness = new Harness(engine);
+      before(() => harness.start(overrides));
+      after(() => harness.stop());
+      suite(harness);
+    });
+  }
+}
