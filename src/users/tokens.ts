@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { EpochMs } from '../db/tables.js';
 
@@ -29,6 +29,8 @@ export function createTokenService(secret: string, lifetimeSeconds: number): Tok
         .setSubject(String(userId))
         .setAudience([AUDIENCE])
         .setIssuedAt()
+        // Unique per login, so logging one session out never ends another issued in the same second.
+        .setJti(randomUUID())
         .setExpirationTime(Math.floor(Date.now() / 1000) + lifetimeSeconds)
         .sign(key),
 
