@@ -13,6 +13,10 @@ export interface Config {
   readonly jwtLifetimeSeconds: number;
   /** Largest request body accepted, in bytes; larger ones get a 413. */
   readonly bodyLimitBytes: number;
+  /** Largest body of a reading batch (up to 10,000 readings) on POST /data/. */
+  readonly batchBodyLimitBytes: number;
+  /** How far ahead of the server's clock a device timestamp may be before it is refused. */
+  readonly maxFutureSkewSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -37,6 +41,20 @@ export function loadConfig(env: Environment = process.env): Config {
     jwtSecret: readJwtSecret(env.JWT_SECRET, environment, dataDir),
     jwtLifetimeSeconds: readInteger('JWT_LIFETIME_SECONDS', env.JWT_LIFETIME_SECONDS, 3600, 1, 31_536_000),
     bodyLimitBytes: readInteger('BODY_LIMIT_BYTES', env.BODY_LIMIT_BYTES, 1_048_576, 1024, 104_857_600),
+    batchBodyLimitBytes: readInteger(
+      'BATCH_BODY_LIMIT_BYTES',
+      env.BATCH_BODY_LIMIT_BYTES,
+      8_388_608,
+      1024,
+      268_435_456,
+    ),
+    maxFutureSkewSeconds: readInteger(
+      'MAX_FUTURE_SKEW_SECONDS',
+      env.MAX_FUTURE_SKEW_SECONDS,
+      300,
+      0,
+      31_536_000,
+    ),
   });
 }
 

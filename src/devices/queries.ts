@@ -38,3 +38,9 @@ export async function listDevices(
   if (page.ownerId !== undefined) query = query.where('user_id', '=', page.ownerId);
   return (await query.execute()).map(toDevice);
 }
+
+/** Which of `ids` name a device. */
+export async function existingDeviceIds(db: Kysely<Database>, ids: number[]): Promise<number[]> {
+  const rows = await db.selectFrom('devices').select('id').where('id', 'in', ids).execute();
+  return rows.map((row) => row.id);
+}

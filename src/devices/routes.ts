@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { invalidQuery, notFound } from '../http/errors.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
-import { errorResponses } from '../http/schemas.js';
+import { errorResponses, MAX_ID } from '../http/schemas.js';
 import type { Authenticator } from '../users/authenticate.js';
 import { findDevice, insertDevice, listDevices } from './queries.js';
 import { Device, DeviceCreate, DeviceListQuery, DeviceParams } from './schemas.js';
@@ -68,6 +68,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
 
 function parseDeviceCursor(cursor: string | undefined): number | undefined {
   if (cursor === undefined) return undefined;
-  if (!/^\d{1,10}$/.test(cursor)) throw invalidQuery('cursor', 'invalid cursor', 'value_error.cursor');
-  return Number(cursor);
+  const afterId = /^\d{1,10}$/.test(cursor) ? Number(cursor) : Number.NaN;
+  if (!(afterId <= MAX_ID)) throw invalidQuery('cursor', 'invalid cursor', 'value_error.cursor');
+  return afterId;
 }

@@ -18,7 +18,8 @@ export type Device = Static<typeof Device>;
 export const DeviceCreate = Type.Object(
   {
     name: Type.Optional(
-      Type.Union([Type.String({ maxLength: 50 }), Type.Null()], {
+      // PostgreSQL text cannot hold NUL, so neither engine takes it.
+      Type.Union([Type.String({ maxLength: 50, pattern: '^[^\\u0000]*$' }), Type.Null()], {
         default: null,
         examples: ['greenhouse-north'],
       }),

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
 import { RequestValidationError } from './errors.js';
+import { jsonErrorOffset } from './json-error-offset.js';
 
 /**
  * JSON bodies as FastAPI reads them: a missing Content-Type is JSON too, and malformed JSON is a 422
@@ -8,7 +9,8 @@ import { RequestValidationError } from './errors.js';
  */
 export function registerJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser(['application/json']);
-  for (const contentType of ['application/json', /^application\/[\w.+-]+\+json$/]) {
+  // Fastify matches a RegExp against the whole header, parameters (`; charset=utf-8`) included.
+  for (const contentType of ['application/json', /^application\/[\w.+-]+\+json\s*(;.*)?$/i]) {
     app.addContentTypeParser(contentType, { parseAs: 'string' }, (_request, body, done) => {
       parseJson(String(body), done);
     });
@@ -28,20 +30,20 @@ function parseJson(text: string, done: (error: Error | null, body?: unknown) => 
   try {
     done(null, secureJson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
   } catch (error) {
-    done(malformedJson(error as Error), undefined);
+    done(malformedJson(error as Error, text), undefined);
   }
 }
 
-class UnsupportedMediaType extends Error {
+export class UnsupportedMediaType extends Error {
   readonly statusCode = 415;
 
-  constructor(contentType: string) {
-    super(`Unsupported Media Type: ${contentType.slice(0, 100)}; send application/json`);
+  constructor(contentType: string, expected = 'application/json') {
+    super(`Unsupported Media Type: ${contentType.slice(0, 100) || 'none'}; send ${expected}`);
   }
 }
 
-function malformedJson(error: Error): RequestValidationError {
-  const position = Number(/position (\d+)/.exec(error.message)?.[1] ?? 0);
+function malformedJson(error: Error, text: string): RequestValidationError {
+  const position = jsonErrorOffset(text);
   return new RequestValidationError([
     {
       loc: ['body', position],

@@ -33,7 +33,9 @@ export function errorResponses(...statuses: number[]): Record<number, TSchema> {
   return responses;
 }
 
-/** Database ids: positive and within PostgreSQL's integer range, so a huge id is a 422, not a 500. */
-export const Id = (description: string) => Type.Integer({ minimum: 1, maximum: 2_147_483_647, description });
+/** The largest id: PostgreSQL's integer range, so a huge id is a 422, not a 500. */
+export const MAX_ID = 2_147_483_647;
+
+export const Id = (description: string) => Type.Integer({ minimum: 1, maximum: MAX_ID, description });
 
 export const NoContent = Type.Null({ description: 'No content' });

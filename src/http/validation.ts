@@ -10,6 +10,9 @@ const bodyAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: false }));
 // Query strings and paths are text by nature, so they are read as the declared types.
 const textAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: 'array' }));
 
+/** A validator with the same rules as a JSON body, for values that arrive another way (import lines). */
+export const compileBodyValidator = <T>(schema: object) => bodyAjv.compile<T>(schema);
+
 export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
   httpPart === 'body' ? bodyAjv.compile(schema) : rejectingInfinity(textAjv.compile(schema));
 
@@ -61,9 +64,9 @@ export function toValidationIssues(
   if (source === 'body' && body === undefined) {
     return [{ loc: ['body'], msg: 'field required', type: 'value_error.missing' }];
   }
-  const issues = errors.map((error) => toIssue(error, source, body));
-  // `anyOf` adds one error per branch and a summary; the summary alone says it best.
-  return dedupe(issues);
+  return dedupe(
+    errors.filter((error) => !isBranchNoise(error, errors)).map((error) => toIssue(error, source, body)),
+  );
 }
 
 function toIssue(error: Partial<ErrorObject>, source: string, body: unknown): ValidationIssue {
@@ -152,6 +155,20 @@ function toIssue(error: Partial<ErrorObject>, source: string, body: unknown): Va
         type: `value_error.${error.keyword ?? 'invalid'}`,
       };
   }
+}
+
+/**
+ * Summaries of schema combinators say nothing a field's own error does not: if/then/else adds
+ * "must match then schema", and a nullable field (`anyOf [string, null]`) adds "must match a schema
+ * in anyOf" plus "not a null" beside the real problem. FastAPI reports only the real problem.
+ */
+function isBranchNoise(error: Partial<ErrorObject>, all: Partial<ErrorObject>[]): boolean {
+  if (error.keyword === 'if') return true;
+  const others = all.filter((other) => other !== error && other.instancePath === error.instancePath);
+  if (error.keyword === 'anyOf') return others.some((other) => other.keyword !== 'anyOf');
+  const nullBranch =
+    error.keyword === 'type' && (error.params as { type?: unknown } | undefined)?.type === 'null';
+  return nullBranch && others.some((other) => other.keyword !== 'anyOf');
 }
 
 function limit(loc: (string | number)[], msg: string, type: string, limitValue: unknown): ValidationIssue {

@@ -20,7 +20,8 @@ export async function readingStatistics(
   try {
     return await aggregate(db, engine, selection, true);
   } catch (error) {
-    // Only a sum beyond the double range overflows; everything but sum and mean is still exact.
+    // Only a sum beyond the double range overflows (PostgreSQL raises, SQLite answers Infinity);
+    // min, max, count and median are still exact, so they are answered without it.
     if (!isNumericOverflow(error)) throw error;
     return aggregate(db, engine, selection, false);
   }
@@ -41,7 +42,6 @@ async function aggregate(
       eb.fn.min(value).as('min'),
       eb.fn.max(value).as('max'),
       (withSum ? eb.fn.sum<number | null>(value) : sql<null>`null`).as('sum'),
-      (withSum ? eb.fn.avg<number | null>(value) : sql<null>`null`).as('mean'),
       median(engine, value).as('median'),
     ]);
   if (selection.deviceId !== undefined) query = query.where('data.device_id', '=', selection.deviceId);
@@ -60,7 +60,8 @@ async function aggregate(
     min: finiteOrNull(row.min),
     max: finiteOrNull(row.max),
     sum: count === 0 ? 0 : finiteOrNull(row.sum),
-    mean: finiteOrNull(row.mean),
+    // What avg() computes on both engines, without PostgreSQL's avg overflowing on its sum of squares.
+    mean: count === 0 || row.sum === null ? null : finiteOrNull(Number(row.sum) / count),
     median: finiteOrNull(row.median),
   };
 }

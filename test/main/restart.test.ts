@@ -4,7 +4,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ENGINES, engineSkipReason, type FreshDatabase, freshDatabase, TEST_SECRET } from '../helpers/harness.js';
+import {
+  ENGINES,
+  engineSkipReason,
+  type FreshDatabase,
+  freshDatabase,
+  TEST_SECRET,
+} from '../helpers/harness.js';
 
 interface Server {
   process: ChildProcess;
@@ -15,7 +21,14 @@ interface Server {
 /** Starts the real entry point (config, migrations, listen) as its own process, on a free port. */
 async function startServer(databaseUrl: string, dataDir: string): Promise<Server> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, DATA_DIR: dataDir, PORT: '0', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      DATA_DIR: dataDir,
+      PORT: '0',
+      JWT_SECRET: TEST_SECRET,
+      LOG_LEVEL: 'info',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -41,7 +54,9 @@ function exited(child: ChildProcess): Promise<number | null> {
 }
 
 for (const engine of ENGINES) {
-  describe(`the real server stops cleanly and keeps what it acknowledged [${engine}]`, { skip: engineSkipReason(engine) }, () => {
+  describe(`the real server stops cleanly and keeps what it acknowledged [${engine}]`, {
+    skip: engineSkipReason(engine),
+  }, () => {
     let database: FreshDatabase;
     const dataDir = mkdtempSync(join(tmpdir(), 'statistics-restart-'));
 
@@ -53,7 +68,11 @@ for (const engine of ENGINES) {
     it('finishes requests in flight on SIGTERM, exits 0, and finds every acknowledged reading after a restart', async () => {
       const first = await startServer(database.url, dataDir);
       const device = await (
-        await fetch(`${first.url}/device/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"r"}' })
+        await fetch(`${first.url}/device/`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"name":"r"}',
+        })
       ).json();
       const post = (x: number) =>
         fetch(`${first.url}/data/`, {
@@ -63,12 +82,20 @@ for (const engine of ENGINES) {
         });
       for (let x = 0; x < 20; x++) assert.equal((await post(x)).status, 200);
       // Requests sent together with the signal: each either completes (and is then stored) or is refused.
-      const inFlight = Array.from({ length: 10 }, (_, i) => post(100 + i).then((r) => r.status, () => 0));
+      const inFlight = Array.from({ length: 10 }, (_, i) =>
+        post(100 + i).then(
+          (r) => r.status,
+          () => 0,
+        ),
+      );
       const exit = exited(first.process);
       first.process.kill('SIGTERM');
       const statuses = await Promise.all(inFlight);
       // 0: the connection was refused or closed before an answer; never a 500.
-      assert.ok(statuses.every((s) => s === 200 || s === 503 || s === 0), String(statuses));
+      assert.ok(
+        statuses.every((s) => s === 200 || s === 503 || s === 0),
+        String(statuses),
+      );
       assert.equal(await exit, 0, first.output());
       const acknowledged = 20 + statuses.filter((s) => s === 200).length;
 

@@ -1,0 +1,107 @@
+import type { Readable } from 'node:stream';
+import type { ReadingRow } from '../db/dialect.js';
+import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
+import type { Ingest } from './ingest.js';
+import { readLines } from './lines.js';
+import { ReadingCreate } from './schemas.js';
+
+export type ImportFormat = 'csv' | 'ndjson';
+
+export interface ImportReport {
+  stored: number;
+  rejected: number;
+  /** The first rejected lines, each with its number and the reason. */
+  errors: { line: number; reason: string }[];
+}
+
+const CHUNK = 5000;
+const MAX_LINE = 4096;
+const LISTED_ERRORS = 1000;
+const validateReading = compileBodyValidator<ReadingCreate>(ReadingCreate);
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * Imports readings line by line in constant memory: valid lines are stored in chunks of 5,000 (one
+ * statement each), invalid ones are counted and reported with their line number and reason.
+ */
+export async function importReadings(
+  ingest: Ingest,
+  input: Readable,
+  format: ImportFormat,
+): Promise<ImportReport> {
+  const report: ImportReport = { stored: 0, rejected: 0, errors: [] };
+  const reject = (line: number, reason: string) => {
+    report.rejected++;
+    if (report.errors.length < LISTED_ERRORS) report.errors.push({ line, reason });
+  };
+  let chunk: { line: number; row: ReadingRow }[] = [];
+  const flush = async () => {
+    const missing = new Set(await ingest.devices.missing(chunk.map((c) => c.row.device_id)));
+    const rows: ReadingRow[] = [];
+    for (const { line, row } of chunk) {
+      if (missing.has(row.device_id)) reject(line, `device ${row.device_id} not found`);
+      else rows.push(row);
+    }
+    report.stored += (await ingest.store(rows)).length;
+    chunk = [];
+  };
+
+  for await (const line of readLines(input, MAX_LINE)) {
+    if (line.tooLong) {
+      reject(line.number, `line is longer than ${MAX_LINE} characters`);
+      continue;
+    }
+    if (
+      line.text.trim() === '' ||
+      (format === 'csv' && line.number === 1 && /^\s*"?device_id/i.test(line.text))
+    ) {
+      continue;
+    }
+    const parsed = format === 'csv' ? parseCsvLine(line.text) : parseJsonLine(line.text);
+    if (typeof parsed === 'string') {
+      reject(line.number, parsed);
+      continue;
+    }
+    const row = ingest.prepare(parsed, Date.now());
+    if (!('device_id' in row)) {
+      reject(line.number, `${row.field}: ${row.msg}`);
+      continue;
+    }
+    chunk.push({ line: line.number, row });
+    if (chunk.length >= CHUNK) await flush();
+  }
+  if (chunk.length > 0) await flush();
+  report.errors.sort((a, b) => a.line - b.line);
+  return report;
+}
+
+/** A reading, or the reason the line is not one. */
+function checked(value: unknown): ReadingCreate | string {
+  if (validateReading(value)) return value;
+  const issues = toValidationIssues(validateReading.errors ?? [], 'body', value);
+  return issues.map((issue) => `${issue.loc.slice(1).join('.') || 'line'}: ${issue.msg}`).join('; ');
+}
+
+function parseJsonLine(text: string): ReadingCreate | string {
+  try {
+    return checked(JSON.parse(text));
+  } catch (error) {
+    return `invalid JSON: ${(error as Error).message}`;
+  }
+}
+
+/** `device_id,x,y,z[,timestamp]`; numbers stay text when they do not look like numbers, so the check names them. */
+function parseCsvLine(text: string): ReadingCreate | string {
+  const fields = text.split(',').map((field) => field.trim());
+  if (fields.length < 4 || fields.length > 5)
+    return `expected device_id,x,y,z[,timestamp], got ${fields.length} fields`;
+  const [deviceId, x, y, z, timestamp] = fields as [string, string, string, string, string | undefined];
+  const number = (field: string) => (NUMBER.test(field) ? Number(field) : field);
+  return checked({
+    device_id: number(deviceId),
+    x: number(x),
+    y: number(y),
+    z: number(z),
+    ...(timestamp ? { timestamp } : {}),
+  });
+}

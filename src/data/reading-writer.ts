@@ -1,0 +1,79 @@
+import type { Kysely } from 'kysely';
+import { type Engine, insertReadingRows, isForeignKeyViolation, type ReadingRow } from '../db/dialect.js';
+import type { Database } from '../db/tables.js';
+import { notFound } from '../http/errors.js';
+
+interface Pending {
+  row: ReadingRow;
+  resolve: (id: number) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Most rows one group commit writes; the rest wait for the next statement. */
+const MAX_GROUP = 2000;
+
+/**
+ * Group commit for single readings. Readings that arrive while the event loop is busy (or while the
+ * previous group is being written) are stored together in one statement, and each caller's promise
+ * settles only after that statement has committed: an answered request is a durable reading.
+ * The wait is bounded by one turn of the event loop plus one write.
+ */
+export class ReadingWriter {
+  #queue: Pending[] = [];
+  #writing = false;
+  #scheduled = false;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly engine: Engine,
+  ) {}
+
+  /** Stores one reading with the next group; answers its id once committed. */
+  write(row: ReadingRow): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ row, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#writing) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        await this.#commit(this.#queue.splice(0, MAX_GROUP));
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #commit(group: Pending[]): Promise<void> {
+    try {
+      const ids = await insertReadingRows(
+        this.db,
+        this.engine,
+        group.map((p) => p.row),
+      );
+      for (const [i, pending] of group.entries()) pending.resolve(ids[i] as number);
+    } catch (error) {
+      if (group.length > 1 && isForeignKeyViolation(error)) {
+        // A device vanished between the check and the write: store the others, refuse only its readings.
+        for (const pending of group) await this.#commit([pending]);
+        return;
+      }
+      const failure = isForeignKeyViolation(error)
+        ? notFound(`Device ${group[0]?.row.device_id} not found`)
+        : error;
+      for (const pending of group) pending.reject(failure);
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/tables.js';
+import { parseDateRange } from '../http/dates.js';
+import { invalidQuery } from '../http/errors.js';
+import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
+import { errorResponses } from '../http/schemas.js';
+import type { Ingest } from './ingest.js';
+import { listReadings } from './queries.js';
+import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
+
+export interface DataRoutesOptions {
+  db: Kysely<Database>;
+  ingest: Ingest;
+  batchBodyLimitBytes: number;
+}
+
+class BatchTooLarge extends Error {
+  readonly statusCode = 413;
+
+  constructor(size: number) {
+    super(
+      `A batch holds at most ${MAX_BATCH} readings; this one has ${size}. Split it into several requests.`,
+    );
+  }
+}
+
+export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
+  app,
+  { db, ingest, batchBodyLimitBytes },
+) => {
+  app.post(
+    '/data/',
+    {
+      bodyLimit: batchBodyLimitBytes,
+      // Before validation, so an oversized batch is refused without validating 10,000+ items.
+      preValidation: async (request) => {
+        if (Array.isArray(request.body) && request.body.length > MAX_BATCH)
+          throw new BatchTooLarge(request.body.length);
+      },
+      schema: {
+        tags: ['data'],
+        summary: 'Store a reading, or a batch of up to 10,000 readings',
+        description:
+          'Open to everyone. Answers 200, as the original did. One reading answers the stored reading; a ' +
+          'batch answers how many were stored (and their ids, up to 1,000). A batch is all or nothing: a bad ' +
+          'item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch.',
+        body: IngestBody,
+        response: { 200: Type.Union([Reading, BatchResult]), ...errorResponses(404, 413, 415, 422) },
+      },
+    },
+    async (request) => (Array.isArray(request.body) ? ingest.batch(request.body) : ingest.one(request.body)),
+  );
+
+  app.get(
+    '/data/',
+    {
+      schema: {
+        tags: ['data'],
+        summary: 'List readings in time order, a page at a time',
+        querystring: ReadingListQuery,
+        response: { 200: { ...Type.Array(Reading), headers: PAGE_HEADERS }, ...errorResponses(422) },
+      },
+    },
+    async (request, reply) => {
+      const { limit, cursor, device_id } = request.query;
+      const { start, end } = parseDateRange(request.query);
+      const rows = await listReadings(db, {
+        limit,
+        after: parseReadingCursor(cursor),
+        deviceId: device_id,
+        start,
+        end,
+      });
+      return sendPage(request, reply, rows, limit, (last) => `${Date.parse(last.created_at)}_${last.id}`);
+    },
+  );
+};
+
+function parseReadingCursor(cursor: string | undefined) {
+  if (cursor === undefined) return undefined;
+  const match = /^(-?\d{1,15})_(\d{1,16})$/.exec(cursor);
+  if (!match) throw invalidQuery('cursor', 'invalid cursor', 'value_error.cursor');
+  return { createdAt: Number(match[1]), id: Number(match[2]) };
+}

@@ -1,0 +1,85 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { DateQuery } from '../http/dates.js';
+import { PageQuery } from '../http/pagination.js';
+import { Id } from '../http/schemas.js';
+
+const Value = (axis: string) =>
+  Type.Number({ description: `The ${axis} value: any finite double`, examples: [100] });
+
+export const ReadingCreate = Type.Object(
+  {
+    device_id: Id('The device that took the reading'),
+    x: Value('x'),
+    y: Value('y'),
+    z: Value('z'),
+    timestamp: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description:
+          "When the device took the reading: ISO 8601 with a zone (Z or ±hh:mm). Without it, the server's receive time. " +
+          'Late and out-of-order readings are fine; more than MAX_FUTURE_SKEW_SECONDS ahead is refused.',
+        examples: ['2026-11-27T08:00:00.123Z'],
+      }),
+    ),
+  },
+  // No $id: the schema appears twice in IngestBody (alone and as array items), and ajv refuses a twice-used id.
+  { title: 'ReadingCreate' },
+);
+export type ReadingCreate = Static<typeof ReadingCreate>;
+
+export const Reading = Type.Object(
+  {
+    id: Type.Integer({ examples: [1] }),
+    device_id: Type.Integer({ examples: [1] }),
+    x: Type.Number(),
+    y: Type.Number(),
+    z: Type.Number(),
+    created_at: Type.String({
+      format: 'date-time',
+      description: 'When it was taken (its timestamp), else when the server received it; UTC',
+    }),
+  },
+  { $id: 'Reading' },
+);
+export type Reading = Static<typeof Reading>;
+
+export const MAX_BATCH = 10_000;
+
+/**
+ * One reading, or an array of up to 10,000 stored all or nothing. if/then/else (not oneOf) so a bad
+ * item is reported against the shape it was meant to have, by index and field.
+ */
+export const IngestBody = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
+  if: { type: 'array' },
+  // biome-ignore lint/suspicious/noThenProperty: `then` is the JSON Schema keyword, not a promise.
+  then: Type.Array(ReadingCreate, { maxItems: MAX_BATCH }),
+  else: ReadingCreate,
+  description: `A reading, or a JSON array of up to ${MAX_BATCH} readings (all stored, or none)`,
+  examples: [
+    { device_id: 1, x: 100, y: 200, z: 300 },
+    [
+      { device_id: 1, x: 1, y: 2, z: 3, timestamp: '2026-11-27T08:00:00Z' },
+      { device_id: 1, x: 4, y: 5, z: 6, timestamp: '2026-11-27T08:00:01Z' },
+    ],
+  ],
+});
+
+export const BatchResult = Type.Object(
+  {
+    stored: Type.Integer({ description: 'Readings stored' }),
+    ids: Type.Optional(
+      Type.Array(Type.Integer(), { description: 'Their ids in request order, for batches up to 1,000' }),
+    ),
+  },
+  { $id: 'BatchResult' },
+);
+export type BatchResult = Static<typeof BatchResult>;
+
+/** The filters that select readings, shared by the list and (with `attr`) the statistics. */
+export const ReadingFilters = {
+  device_id: Type.Optional(Id('Only this device')),
+  start_date: Type.Optional(DateQuery('Readings at or after this time')),
+  end_date: Type.Optional(DateQuery('Readings at or before this time')),
+};
+
+export const ReadingListQuery = Type.Object({ ...ReadingFilters, ...PageQuery });

@@ -1,0 +1,103 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/tables.js';
+import { parseDateRange } from '../http/dates.js';
+import { UnsupportedMediaType } from '../http/json-body.js';
+import { errorResponses } from '../http/schemas.js';
+import { type ExportFormat, exportReadings } from './export.js';
+import { type ImportFormat, importReadings } from './import.js';
+import type { Ingest } from './ingest.js';
+import { ReadingFilters } from './schemas.js';
+
+export interface TransferRoutesOptions {
+  db: Kysely<Database>;
+  ingest: Ingest;
+}
+
+const formatByType: Record<string, ImportFormat> = {
+  'text/csv': 'csv',
+  'application/x-ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+};
+
+const ImportReport = Type.Object(
+  {
+    stored: Type.Integer({ description: 'Readings stored' }),
+    rejected: Type.Integer({ description: 'Lines refused' }),
+    errors: Type.Array(Type.Object({ line: Type.Integer(), reason: Type.String() }), {
+      description: 'The first 1,000 refused lines, with their line number (from 1) and why',
+    }),
+  },
+  { $id: 'ImportReport' },
+);
+
+/** Bulk import and export of readings as CSV or NDJSON, streamed both ways. */
+export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = async (
+  app,
+  { db, ingest },
+) => {
+  // The body reaches the handler as the raw stream: it is read line by line, never held whole.
+  app.addContentTypeParser(Object.keys(formatByType), (_request, payload, done) => done(null, payload));
+
+  app.post(
+    '/data/import',
+    {
+      // The body is a stream; each line is checked as it is read, with the same rules as POST /data/.
+      validatorCompiler: () => () => true,
+      schema: {
+        tags: ['data'],
+        summary: 'Import readings from CSV or NDJSON, of any size',
+        description:
+          'Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or ' +
+          '`application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in ' +
+          'chunks as they are read; invalid ones are reported by line number and do not stop the import.',
+        consumes: Object.keys(formatByType),
+        body: Type.Unsafe<Readable>({
+          type: 'string',
+          description: 'CSV or NDJSON text',
+          examples: ['device_id,x,y,z,timestamp\n1,100,200,300,2026-11-27T08:00:00Z\n'],
+        }),
+        response: { 200: ImportReport, ...errorResponses(415) },
+      },
+    },
+    async (request) => {
+      const type = request.headers['content-type'] ?? '';
+      const format = formatByType[type.split(';')[0]?.trim().toLowerCase() ?? ''];
+      if (!format || !(request.body instanceof Readable)) {
+        throw new UnsupportedMediaType(type, Object.keys(formatByType).join(' or '));
+      }
+      return importReadings(ingest, request.body, format);
+    },
+  );
+
+  app.get(
+    '/data/export',
+    {
+      schema: {
+        tags: ['data'],
+        summary: 'Export the matching readings as CSV or NDJSON, streamed',
+        description: 'The same filters as GET /data/; CSV has the columns the import takes.',
+        querystring: Type.Object({
+          ...ReadingFilters,
+          format: Type.Unsafe<ExportFormat>({ type: 'string', enum: ['csv', 'ndjson'], default: 'csv' }),
+        }),
+        produces: ['text/csv', 'application/x-ndjson'],
+        response: {
+          200: Type.Unsafe<Readable>({ type: 'string', description: 'CSV or NDJSON' }),
+          ...errorResponses(422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { format, device_id } = request.query;
+      const range = parseDateRange(request.query);
+      const csv = format === 'csv';
+      return reply
+        .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
+        .header('content-disposition', `attachment; filename="readings.${csv ? 'csv' : 'ndjson'}"`)
+        .send(exportReadings(db, { deviceId: device_id, ...range }, format));
+    },
+  );
+};

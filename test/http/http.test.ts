@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
+import { type Harness, onEachEngine } from '../helpers/harness.js';
+
+/** What must never reach a client: stack frames, source paths, driver codes or SQL. */
+const LEAK =
+  /\bat \S+ \(|\bat .+:\d+:\d+|node_modules|\/src\/|\.ts:\d+|SQLITE_|sqlite3|\bselect\b.+\bfrom\b|\binsert into\b|relation "|no such table|stack/i;
+
+function assertNoLeak(response: LightMyRequestResponse, label: string) {
+  assert.doesNotMatch(response.body, LEAK, `${label} leaks internals: ${response.body.slice(0, 300)}`);
+}
+
+const REQUIRED_PATHS = [
+  '/device/',
+  '/data/',
+  '/analyze_statistics/',
+  '/analyze_statistics/{user_id}',
+  '/auth/register',
+  '/auth/jwt/login',
+  '/auth/jwt/logout',
+  '/users/me',
+  '/users/{id}',
+  '/health',
+];
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
+
+interface Operation {
+  tags?: string[];
+  parameters?: unknown[];
+  requestBody?: { content?: Record<string, unknown> };
+  responses?: Record<string, unknown>;
+}
+
+onEachEngine('http conventions', (h: Harness) => {
+  const countDevices = async () => {
+    const row = await h.db
+      .selectFrom('devices')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  };
+
+  it('redirects POST /device with 307 to /device/ without storing, and the redirect can be followed', async () => {
+    const before = await countDevices();
+    const response = await h.post('/device', { name: 'no-slash' });
+    assert.equal(response.statusCode, 307);
+    assert.equal(response.headers.location, '/device/');
+    assert.equal(await countDevices(), before, 'the redirect stored a device');
+
+    const followed = await h.post(String(response.headers.location), { name: 'no-slash' });
+    assert.equal(followed.statusCode, 200, followed.body);
+    assert.equal(followed.json().name, 'no-slash');
+    assert.equal(await countDevices(), before + 1);
+  });
+
+  it('redirects the other spelling of each route with 307, keeping the query string', async () => {
+    const cases: [string, string, string][] = [
+      ['GET', '/analyze_statistics?attr=y', '/analyze_statistics/?attr=y'],
+      ['GET', '/data?limit=2&device_id=1', '/data/?limit=2&device_id=1'],
+      ['POST', '/data', '/data/'],
+      ['GET', '/device', '/device/'],
+      ['GET', '/users/me/', '/users/me'],
+      ['POST', '/auth/register/', '/auth/register'],
+      ['POST', '/auth/jwt/login/', '/auth/jwt/login'],
+      ['GET', '/health/', '/health'],
+    ];
+    for (const [method, url, location] of cases) {
+      const response = await h.inject({ method: method as 'GET' | 'POST', url });
+      assert.equal(response.statusCode, 307, `${method} ${url}: ${response.body}`);
+      assert.equal(response.headers.location, location, `${method} ${url}`);
+    }
+  });
+
+  it('answers a wrong method on a known path with 405 Method Not Allowed', async () => {
+    for (const [method, url] of [
+      ['PUT', '/data/'],
+      ['DELETE', '/device/'],
+      ['PATCH', '/data/'],
+      ['POST', '/health'],
+      ['GET', '/auth/register'],
+      ['PUT', '/users/me'],
+    ] as const) {
+      const response = await h.inject({ method, url });
+      assert.equal(response.statusCode, 405, `${method} ${url}: ${response.body}`);
+      assert.deepEqual(response.json(), { detail: 'Method Not Allowed' }, `${method} ${url}`);
+    }
+  });
+
+  it('answers an unknown path with 404 Not Found', async () => {
+    for (const url of ['/nope', '/device/1/readings', '/analyze_statistics/1/2', '/data/extra/']) {
+      const response = await h.get(url);
+      assert.equal(response.statusCode, 404, `${url}: ${response.body}`);
+      assert.deepEqual(response.json(), { detail: 'Not Found' }, url);
+    }
+  });
+
+  it('reports health with the engine in use', async () => {
+    const response = await h.get('/health');
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json(), { status: 'ok', database: h.engine });
+  });
+
+  it('serves the interactive docs at /docs', async () => {
+    let response = await h.get('/docs');
+    for (let hops = 0; response.statusCode >= 300 && response.statusCode < 400 && hops < 3; hops++) {
+      const location = String(response.headers.location);
+      response = await h.get(new URL(location, 'http://localhost/docs').pathname);
+    }
+    assert.equal(response.statusCode, 200);
+    assert.match(String(response.headers['content-type']), /^text\/html/);
+    assert.match(response.body, /<html/i);
+  });
+
+  it('publishes an OpenAPI 3 document with every path, tags and documented errors', async () => {
+    const response = await h.get('/openapi.json');
+    assert.equal(response.statusCode, 200);
+    assert.match(String(response.headers['content-type']), /^application\/json/);
+    const doc = response.json();
+    assert.match(String(doc.openapi), /^3\./);
+    assert.equal(typeof doc.info?.title, 'string');
+
+    const paths = doc.paths as Record<string, Record<string, Operation>>;
+    for (const path of REQUIRED_PATHS) assert.ok(paths[path], `${path} is missing from the document`);
+
+    const jsonOperations: string[] = [];
+    for (const [path, item] of Object.entries(paths)) {
+      const operations = Object.entries(item).filter(([method]) => METHODS.includes(method));
+      assert.ok(operations.length > 0, `${path} has no operations`);
+      for (const [method, operation] of operations) {
+        const name = `${method.toUpperCase()} ${path}`;
+        assert.ok(Array.isArray(operation.tags) && operation.tags.length > 0, `${name} has no tags`);
+        const statuses = Object.keys(operation.responses ?? {});
+        // DELETE /users/{id} answers only 405 by design, so a success is not required everywhere.
+        assert.ok(statuses.length > 0, `${name} documents no response`);
+        const takesInput = operation.requestBody !== undefined || (operation.parameters ?? []).length > 0;
+        if (takesInput) {
+          assert.ok(
+            statuses.some((s) => s.startsWith('4')),
+            `${name} takes input but documents no 4xx: ${statuses}`,
+          );
+        }
+        // A JSON body can be malformed or invalid, which is always a 422.
+        if (Object.keys(operation.requestBody?.content ?? {}).includes('application/json')) {
+          jsonOperations.push(name);
+          assert.ok(statuses.includes('422'), `${name} takes JSON but documents no 422: ${statuses}`);
+        }
+      }
+    }
+    for (const name of ['POST /device/', 'POST /data/', 'POST /auth/register', 'PATCH /users/me']) {
+      assert.ok(jsonOperations.includes(name), `${name} does not document a JSON body`);
+    }
+    assert.ok(paths['/device/']?.post && paths['/device/']?.get);
+    assert.ok(paths['/data/']?.post && paths['/data/']?.get);
+  });
+
+  it('drops __proto__ and constructor keys: nothing is polluted, no privilege is gained', async () => {
+    const device = await h.post(
+      '/device/',
+      '{"name":"proto","__proto__":{"user_id":1,"polluted":true},"constructor":{"prototype":{"polluted":true}}}',
+    );
+    assert.equal(device.statusCode, 200, device.body);
+    assert.equal(device.json().name, 'proto');
+    assert.equal(device.json().user_id, null);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(Object.hasOwn(Object.prototype, 'polluted'), false);
+
+    // Required fields hidden in __proto__ must not satisfy validation.
+    const before = await h.countReadings();
+    const deviceId = device.json().id;
+    const reading = await h.post('/data/', `{"__proto__":{"device_id":${deviceId},"x":1,"y":2,"z":3}}`);
+    assert.equal(reading.statusCode, 422, reading.body);
+    assert.equal(await h.countReadings(), before);
+
+    const user = await h.signUp();
+    const patched = await h.inject({
+      method: 'PATCH',
+      url: '/users/me',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${user.token}` },
+      payload: '{"__proto__":{"is_superuser":true,"is_verified":true}}',
+    });
+    assert.equal(patched.statusCode, 200, patched.body);
+    assert.equal(patched.json().is_superuser, false);
+    const row = await h.db
+      .selectFrom('users')
+      .select(['is_superuser', 'is_verified'])
+      .where('id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(Boolean(row.is_superuser), false);
+    assert.equal(Boolean(row.is_verified), false);
+  });
+
+  it('never answers with a stack trace, source path or SQL, whatever the error', async () => {
+    const responses: [string, LightMyRequestResponse][] = [
+      ['malformed JSON', await h.post('/data/', '{"device_id":')],
+      ['NaN', await h.post('/data/', '{"device_id":1,"x":NaN,"y":0,"z":0}')],
+      ['unknown device', await h.post('/data/', { device_id: 999_999, x: 1, y: 1, z: 1 })],
+      [
+        'xml',
+        await h.inject({
+          method: 'POST',
+          url: '/data/',
+          headers: { 'content-type': 'application/xml' },
+          payload: '<a/>',
+        }),
+      ],
+      ['too large', await h.post('/device/', JSON.stringify({ name: 'x'.repeat(2_000_000) }))],
+      ['bad token', await h.post('/device/', {}, 'x.y.z')],
+      ['bad date', await h.get('/data/?start_date=nope')],
+      ['bad cursor', await h.get('/data/?cursor=zzz')],
+      ['405', await h.inject({ method: 'PUT', url: '/device/' })],
+      ['404', await h.get('/nowhere')],
+    ];
+    for (const [label, response] of responses) {
+      assert.ok(response.statusCode >= 400 && response.statusCode < 500, `${label}: ${response.statusCode}`);
+      assert.ok('detail' in response.json(), `${label}: ${response.body}`);
+      assertNoLeak(response, label);
+    }
+  });
+
+  it('answers a database failure with a bare 500, hiding the SQL and the driver error', async () => {
+    await sql`alter table data rename to data_hidden`.execute(h.db);
+    try {
+      for (const response of [
+        await h.get('/data/'),
+        await h.post('/data/', { device_id: 1, x: 1, y: 1, z: 1 }),
+        await h.get('/analyze_statistics/'),
+      ]) {
+        assert.equal(response.statusCode, 500, response.body);
+        assert.deepEqual(response.json(), { detail: 'Internal Server Error' });
+        assertNoLeak(response, 'database failure');
+        assert.doesNotMatch(response.body, /data_hidden/);
+      }
+    } finally {
+      await sql`alter table data_hidden rename to data`.execute(h.db);
+    }
+    assert.equal((await h.get('/data/')).statusCode, 200);
+  });
+});
