@@ -1,0 +1,182 @@
+import type { Rate } from './readings.js';
+import type { WrkResult } from './wrk.js';
+
+/** An HTTP scenario: measured, or not applicable (e.g. the server refused arrays with a 422). */
+export type HttpFigure = { status: 'measured'; wrk: WrkResult } | { status: 'n/a'; reason: string };
+
+export interface EngineResult {
+  engine: 'sqlite' | 'postgres';
+  rowsLoaded: number;
+  bulkLoad: Rate;
+  singlePost: { connections10: HttpFigure; connections100: HttpFigure };
+  batchPost: HttpFigure & { readingsPerRequest: number; readingsPerSecond: number | null };
+  statistics: {
+    requests: number;
+    apiMedianMs: number;
+    apiRunsMs: number[];
+    rawMedianMs: number;
+    rawRunsMs: number[];
+    rawSql: string;
+    apiAnswer: unknown;
+    rawAnswer: unknown;
+  };
+  serverMemory: {
+    peakRssBytes: number;
+    samples: number;
+    vmHwmBytes: number | null;
+    vmHwmCoversIngestOnly: boolean;
+  };
+  ceilings: {
+    singleRowTransactions: Rate;
+    batched: Array<{ method: string } & Rate>;
+    fastestBatched: { method: string } & Rate;
+  };
+  ratios: {
+    single10ToBare: number | null;
+    single100ToBare: number | null;
+    single10ToRawSingleRowTransactions: number | null;
+    batchToRawBatched: number | null;
+    statisticsApiToRaw: number;
+  };
+}
+
+export interface BareResult {
+  connections10: WrkResult;
+  connections100: WrkResult;
+}
+
+export interface Goal {
+  text: string;
+  met: boolean | null;
+}
+
+export interface TableRow {
+  engine: string;
+  figure: string;
+  api: string;
+  ceiling: string;
+  ratio: string;
+  goal: string;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : n.toFixed(0));
+const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+const ratio = (value: number | null) => (value === null ? 'n/a' : value.toFixed(2));
+const mark = (goal: Goal) => `${goal.text}${goal.met === null ? '' : goal.met ? ' (met)' : ' (missed)'}`;
+
+function httpCell(figure: HttpFigure): string {
+  if (figure.status === 'n/a') return `n/a (${figure.reason})`;
+  const { wrk } = figure;
+  const failures = wrk.non2xx + wrk.socketErrors.connect + wrk.socketErrors.read + wrk.socketErrors.timeout;
+  const warn = failures > 0 ? `, ${int(failures)} failed!` : '';
+  return `${int(wrk.requestsPerSecond)} req/s, p50 ${ms(wrk.latencyMs.p50)} ms, p99 ${ms(wrk.latencyMs.p99)} ms${warn}`;
+}
+
+const bareCell = (wrk: WrkResult) =>
+  `bare Fastify ${int(wrk.requestsPerSecond)} req/s (p99 ${ms(wrk.latencyMs.p99)} ms)`;
+
+/** The table rows of one engine, with the issue's goals (the SQLite ones; PostgreSQL has its own batch goal). */
+export function engineRows(result: EngineResult, bare: BareResult): TableRow[] {
+  const { engine, ratios } = result;
+  const rows: TableRow[] = [];
+  const single10 = result.singlePost.connections10;
+  const p99 = single10.status === 'measured' ? single10.wrk.latencyMs.p99 : null;
+  rows.push({
+    engine,
+    figure: 'POST /data/ one reading, 10 connections',
+    api: httpCell(single10),
+    ceiling: bareCell(bare.connections10),
+    ratio: ratio(ratios.single10ToBare),
+    goal:
+      engine === 'sqlite'
+        ? mark({
+            text: '>= 0.50, p99 <= 10 ms',
+            met:
+              ratios.single10ToBare === null || p99 === null
+                ? null
+                : ratios.single10ToBare >= 0.5 && p99 <= 10,
+          })
+        : '',
+  });
+  rows.push({
+    engine,
+    figure: '  same, against raw one row per transaction',
+    api: '',
+    ceiling: `raw driver ${int(result.ceilings.singleRowTransactions.rowsPerSecond)} rows/s`,
+    ratio: ratio(ratios.single10ToRawSingleRowTransactions),
+    goal: '',
+  });
+  rows.push({
+    engine,
+    figure: 'POST /data/ one reading, 100 connections',
+    api: httpCell(result.singlePost.connections100),
+    ceiling: bareCell(bare.connections100),
+    ratio: ratio(ratios.single100ToBare),
+    goal: '',
+  });
+  const batch = result.batchPost;
+  const best = result.ceilings.fastestBatched;
+  const batchApi =
+    batch.status === 'n/a'
+      ? `n/a (${batch.reason})`
+      : `${int(batch.readingsPerSecond ?? 0)} readings/s (${httpCell(batch)})`;
+  const batchGoal: Goal =
+    engine === 'sqlite'
+      ? {
+          text: '>= 250,000/s and >= 0.60',
+          met:
+            ratios.batchToRawBatched === null
+              ? null
+              : (batch.readingsPerSecond ?? 0) >= 250_000 && ratios.batchToRawBatched >= 0.6,
+        }
+      : { text: '>= 0.80', met: ratios.batchToRawBatched === null ? null : ratios.batchToRawBatched >= 0.8 };
+  rows.push({
+    engine,
+    figure: `POST /data/ ${int(batch.readingsPerRequest)}-reading batches, 10 connections`,
+    api: batchApi,
+    ceiling: `raw ${int(best.rowsPerSecond)} rows/s (${best.method})`,
+    ratio: ratio(ratios.batchToRawBatched),
+    goal: mark(batchGoal),
+  });
+  const stats = result.statistics;
+  rows.push({
+    engine,
+    figure: `GET /analyze_statistics/ over ${int(result.rowsLoaded)} readings, median of ${stats.requests}`,
+    api: `${ms(stats.apiMedianMs)} ms`,
+    ceiling: `raw SQL ${ms(stats.rawMedianMs)} ms`,
+    ratio: `${ratios.statisticsApiToRaw.toFixed(2)}x`,
+    goal: engine === 'sqlite' ? mark({ text: '<= 1.30x', met: ratios.statisticsApiToRaw <= 1.3 }) : '',
+  });
+  const memory = result.serverMemory;
+  const hwm =
+    memory.vmHwmBytes === null
+      ? ''
+      : ` (VmHWM ${mb(memory.vmHwmBytes)}${memory.vmHwmCoversIngestOnly ? '' : ', whole life'})`;
+  rows.push({
+    engine,
+    figure: 'server peak RSS through the ingest runs',
+    api: `${mb(memory.peakRssBytes)}${hwm}`,
+    ceiling: '',
+    ratio: '',
+    goal: engine === 'sqlite' ? mark({ text: '<= 200 MB', met: memory.peakRssBytes <= 200 * 1_048_576 }) : '',
+  });
+  return rows;
+}
+
+/** A Markdown table (pastes straight into the README), padded so it also reads well in a terminal. */
+export function renderTable(rows: TableRow[]): string {
+  const headers: TableRow = {
+    engine: 'engine',
+    figure: 'figure',
+    api: 'API',
+    ceiling: 'ceiling (same run)',
+    ratio: 'ratio',
+    goal: 'goal',
+  };
+  const keys = Object.keys(headers) as Array<keyof TableRow>;
+  const widths = keys.map((key) => Math.max(...[headers, ...rows].map((row) => row[key].length)));
+  const line = (row: TableRow) => `| ${keys.map((key, i) => row[key].padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const rule = `|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|`;
+  return [line(headers), rule, ...rows.map(line)].join('\n');
+}
