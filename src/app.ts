@@ -16,6 +16,7 @@ import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
 import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
 import { statisticsRoutes } from './statistics/routes.js';
+import { Statistics } from './statistics/schemas.js';
 import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
 import { createTokenService } from './users/tokens.js';
@@ -43,6 +44,7 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
 
   app.addSchema(ErrorResponse);
   app.addSchema(ValidationErrorResponse);
+  app.addSchema(Statistics);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

@@ -8,11 +8,19 @@ export function engineOf(db: Kysely<unknown>): Engine {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }
 
-/** The exact median (mean of the two middle values for an even count), as numpy computes it. */
-export function median(engine: Engine, value: Expression<number>): RawBuilder<number | null> {
+/**
+ * The exact percentile `fraction` (0 to 1), interpolated linearly between the two nearest values as
+ * numpy's default does; 0.5 is the median (the mean of the two middle values for an even count).
+ * PostgreSQL sorts once for all the percentiles of one value in a query.
+ */
+export function percentile(
+  engine: Engine,
+  value: Expression<number>,
+  fraction: number,
+): RawBuilder<number | null> {
   return engine === 'postgres'
-    ? sql<number | null>`percentile_cont(0.5) within group (order by ${value})`
-    : sql<number | null>`median(${value})`;
+    ? sql<number | null>`percentile_cont(${sql.lit(fraction)}) within group (order by ${value})`
+    : sql<number | null>`percentile_cont(${value}, ${sql.lit(fraction)})`;
 }
 
 /** A unique index was violated (a concurrent insert won the race). */
@@ -52,20 +60,25 @@ export async function insertReadingRows(
   rows: ReadingRow[],
 ): Promise<number[]> {
   if (rows.length === 0) return [];
-  const result =
-    engine === 'postgres'
-      ? await sql<{ id: number }>`
-          insert into data (device_id, x, y, z, created_at)
-          select * from unnest(
-            ${rows.map((r) => r.device_id)}::int[], ${rows.map((r) => r.x)}::float8[],
-            ${rows.map((r) => r.y)}::float8[], ${rows.map((r) => r.z)}::float8[],
-            ${rows.map((r) => r.created_at)}::int8[])
-          returning id`.execute(db)
-      : await sql<{ id: number }>`
-          insert into data (device_id, x, y, z, created_at)
-          select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
-          from json_each(${JSON.stringify(rows.map((r) => [r.device_id, r.x, r.y, r.z, r.created_at]))})
-          returning id`.execute(db);
-  // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
-  return result.rows.map((row) => Number(row.id)).sort((a, b) => a - b);
+  if (engine === 'postgres') {
+    const result = await sql<{ id: number }>`
+      insert into data (device_id, x, y, z, created_at)
+      select * from unnest(
+        ${rows.map((r) => r.device_id)}::int[], ${rows.map((r) => r.x)}::float8[],
+        ${rows.map((r) => r.y)}::float8[], ${rows.map((r) => r.z)}::float8[],
+        ${rows.map((r) => r.created_at)}::int8[])
+      returning id`.execute(db);
+    // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
+    return result.rows.map((row) => Number(row.id)).sort((a, b) => a - b);
+  }
+  const result = await sql`
+    insert into data (device_id, x, y, z, created_at)
+    select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+    from json_each(${JSON.stringify(rows.map((r) => [r.device_id, r.x, r.y, r.z, r.created_at]))})`.execute(
+    db,
+  );
+  // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the last
+  // insert id; reading them that way is cheaper than RETURNING.
+  const last = Number(result.insertId);
+  return rows.map((_, i) => last - rows.length + 1 + i);
 }

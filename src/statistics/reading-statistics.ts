@@ -1,69 +1,144 @@
-import { type Kysely, sql } from 'kysely';
-import { type Engine, isNumericOverflow, median } from '../db/dialect.js';
+import { type Expression, type Kysely, type RawBuilder, sql } from 'kysely';
+import { type Engine, isNumericOverflow, percentile } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import type { Attribute, Statistics } from './schemas.js';
 
 export interface ReadingSelection {
-  attr: Attribute;
   deviceId?: number;
   ownerId?: number;
   start?: EpochMs;
   end?: EpochMs;
 }
 
-/** count, min, max, sum, mean and the exact median of one value, aggregated in the database. */
+export interface StatisticsRequest extends ReadingSelection {
+  attrs: Attribute[];
+  /** Percentiles to compute, from 0 to 100 (the median is always computed). */
+  percentiles: number[];
+  groupByDevice: boolean;
+}
+
+/** The statistics of each requested value, for the whole selection or for each device in it. */
+export interface StatisticsGroup {
+  deviceId: number | null;
+  byAttr: Partial<Record<Attribute, Statistics>>;
+}
+
+/**
+ * Every statistic of every requested value in one query over the selection, done by the database:
+ * count, min, max, sum, median and percentiles in one scan, and the squared deviations from the
+ * mean (for the variance) in a second one, the numerically stable two-pass way.
+ */
 export async function readingStatistics(
   db: Kysely<Database>,
   engine: Engine,
-  selection: ReadingSelection,
-): Promise<Statistics> {
+  request: StatisticsRequest,
+): Promise<StatisticsGroup[]> {
   try {
-    return await aggregate(db, engine, selection, true);
+    return await aggregate(db, engine, request, true);
   } catch (error) {
-    // Only a sum beyond the double range overflows (PostgreSQL raises, SQLite answers Infinity);
-    // min, max, count and median are still exact, so they are answered without it.
+    // A sum or squared deviation beyond the double range: PostgreSQL raises, SQLite answers Infinity.
+    // count, min, max, median and percentiles stay exact, so they are answered without the sums.
     if (!isNumericOverflow(error)) throw error;
-    return aggregate(db, engine, selection, false);
+    return aggregate(db, engine, request, false);
   }
 }
 
 async function aggregate(
   db: Kysely<Database>,
   engine: Engine,
-  selection: ReadingSelection,
-  withSum: boolean,
-) {
-  // `attr` comes from the schema's allow-list (x, y, z); it is never user text reaching SQL.
-  const value = sql.ref<number>(`data.${selection.attr}`);
-  let query = db
-    .selectFrom('data')
-    .select((eb) => [
-      eb.fn.countAll<number>().as('count'),
-      eb.fn.min(value).as('min'),
-      eb.fn.max(value).as('max'),
-      (withSum ? eb.fn.sum<number | null>(value) : sql<null>`null`).as('sum'),
-      median(engine, value).as('median'),
-    ]);
-  if (selection.deviceId !== undefined) query = query.where('data.device_id', '=', selection.deviceId);
-  if (selection.ownerId !== undefined) {
-    const ownerId = selection.ownerId;
+  request: StatisticsRequest,
+  withSums: boolean,
+): Promise<StatisticsGroup[]> {
+  const { attrs, percentiles, groupByDevice } = request;
+  // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
+  const column = (table: 'selected' | 'means', name: string) => sql.ref<number>(`${table}.${name}`);
+  const columns: Record<string, RawBuilder<unknown>> = {};
+  for (const attr of attrs) {
+    const value = column('selected', attr);
+    columns[`${attr}_count`] = sql`count(${value})`;
+    columns[`${attr}_min`] = sql`min(${value})`;
+    columns[`${attr}_max`] = sql`max(${value})`;
+    columns[`${attr}_median`] = percentile(engine, value, 0.5);
+    percentiles.forEach((p, i) => {
+      columns[`${attr}_p${i}`] = percentile(engine, value, p / 100);
+    });
+    if (withSums) {
+      const deviation = sql`(${value} - ${column('means', `${attr}_mean`)})`;
+      columns[`${attr}_sum`] = sql`sum(${value})`;
+      columns[`${attr}_squares`] = sql`sum(${deviation} * ${deviation})`;
+    }
+  }
+
+  const rows = await db
+    .with('selected', () => selectReadings(db, request))
+    .with('means', (qb) =>
+      qb
+        .selectFrom('selected')
+        .select((eb) => [
+          ...(groupByDevice ? [eb.ref('selected.device_id').as('device_id')] : []),
+          ...attrs.map((attr) =>
+            eb.fn.avg(column('selected', attr) as Expression<number>).as(`${attr}_mean`),
+          ),
+        ])
+        .$if(groupByDevice, (q) => q.groupBy('selected.device_id')),
+    )
+    .selectFrom('selected')
+    .$if(groupByDevice, (q) => q.innerJoin('means', 'means.device_id', 'selected.device_id'))
+    .$if(!groupByDevice, (q) => q.crossJoin('means'))
+    .select(() => [
+      ...(groupByDevice ? [sql<number>`selected.device_id`.as('device_id')] : []),
+      ...Object.entries(columns).map(([alias, expression]) => expression.as(alias)),
+    ])
+    .$if(groupByDevice, (q) => q.groupBy('selected.device_id').orderBy('selected.device_id'))
+    .execute();
+
+  const results = rows.map((row) => toGroup(row as Record<string, unknown>, request));
+  // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
+  return groupByDevice || results.length > 0 ? results : [toGroup({}, request)];
+}
+
+function selectReadings(db: Kysely<Database>, { deviceId, ownerId, start, end }: ReadingSelection) {
+  let query = db.selectFrom('data').select(['data.device_id', 'data.x', 'data.y', 'data.z']);
+  if (deviceId !== undefined) query = query.where('data.device_id', '=', deviceId);
+  if (ownerId !== undefined) {
     query = query.where('data.device_id', 'in', (eb) =>
       eb.selectFrom('devices').select('devices.id').where('devices.user_id', '=', ownerId),
     );
   }
-  if (selection.start !== undefined) query = query.where('data.created_at', '>=', selection.start);
-  if (selection.end !== undefined) query = query.where('data.created_at', '<=', selection.end);
-  const row = await query.executeTakeFirstOrThrow();
-  const count = Number(row.count);
-  return {
-    count,
-    min: finiteOrNull(row.min),
-    max: finiteOrNull(row.max),
-    sum: count === 0 ? 0 : finiteOrNull(row.sum),
-    // What avg() computes on both engines, without PostgreSQL's avg overflowing on its sum of squares.
-    mean: count === 0 || row.sum === null ? null : finiteOrNull(Number(row.sum) / count),
-    median: finiteOrNull(row.median),
-  };
+  if (start !== undefined) query = query.where('data.created_at', '>=', start);
+  if (end !== undefined) query = query.where('data.created_at', '<=', end);
+  return query;
+}
+
+function toGroup(row: Record<string, unknown>, { attrs, percentiles }: StatisticsRequest): StatisticsGroup {
+  const byAttr: StatisticsGroup['byAttr'] = {};
+  for (const attr of attrs) {
+    const count = Number(row[`${attr}_count`] ?? 0);
+    const sum = count === 0 ? 0 : finiteOrNull(row[`${attr}_sum`]);
+    const squares = finiteOrNull(row[`${attr}_squares`]);
+    const variancePopulation = count > 0 && squares !== null ? squares / count : null;
+    const varianceSample = count > 1 && squares !== null ? squares / (count - 1) : null;
+    byAttr[attr] = {
+      count,
+      min: finiteOrNull(row[`${attr}_min`]),
+      max: finiteOrNull(row[`${attr}_max`]),
+      sum,
+      mean: count === 0 || sum === null ? null : finiteOrNull(sum / count),
+      median: finiteOrNull(row[`${attr}_median`]),
+      variance: varianceSample,
+      stddev: varianceSample === null ? null : Math.sqrt(varianceSample),
+      variance_population: variancePopulation,
+      stddev_population: variancePopulation === null ? null : Math.sqrt(variancePopulation),
+      ...(percentiles.length > 0
+        ? {
+            percentiles: Object.fromEntries(
+              percentiles.map((p, i) => [String(p), finiteOrNull(row[`${attr}_p${i}`])]),
+            ),
+          }
+        : {}),
+    };
+  }
+  return { deviceId: row.device_id === undefined ? null : Number(row.device_id), byAttr };
 }
 
 /** JSON has no Infinity: a sum that overflowed is reported as null rather than as broken JSON. */

@@ -1,14 +1,23 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Static } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import { findDevice } from '../devices/queries.js';
 import { parseDateRange } from '../http/dates.js';
-import { notFound } from '../http/errors.js';
+import { invalidQuery, notFound } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
 import { findUserById } from '../users/queries.js';
-import { readingStatistics } from './reading-statistics.js';
-import { OwnerParams, Statistics, StatisticsQuery } from './schemas.js';
+import { readingStatistics, type StatisticsGroup } from './reading-statistics.js';
+import {
+  ATTRIBUTES,
+  type Attribute,
+  MAX_PERCENTILES,
+  OwnerParams,
+  type Statistics,
+  StatisticsAnswer,
+  StatisticsQuery,
+} from './schemas.js';
 
 export interface StatisticsRoutesOptions {
   db: Kysely<Database>;
@@ -32,22 +41,38 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
     }
   }
 
+  async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number): Promise<StatisticsAnswer> {
+    const attrs = parseAttributes(query.attr);
+    const groups = await readingStatistics(db, engine, {
+      attrs,
+      percentiles: parsePercentiles(query.percentiles),
+      groupByDevice: query.group_by === 'device',
+      deviceId: query.device_id,
+      ownerId,
+      ...parseDateRange(query),
+    });
+    const shape = (group: StatisticsGroup) =>
+      attrs.length === 1 ? (group.byAttr[attrs[0] as Attribute] as Statistics) : group.byAttr;
+    if (query.group_by === 'device') {
+      return groups.map((group) => ({ device_id: group.deviceId as number, ...shape(group) }));
+    }
+    return shape(groups[0] as StatisticsGroup);
+  }
+
   app.get(
     '/analyze_statistics/',
     {
       schema: {
         tags: ['statistics'],
-        summary: 'Statistics of one value over all readings that match the filters',
+        summary: 'Statistics of the readings that match the filters',
         description,
         querystring: StatisticsQuery,
-        response: { 200: Statistics, ...errorResponses(404, 422) },
+        response: { 200: StatisticsAnswer, ...errorResponses(404, 422) },
       },
     },
     async (request) => {
-      const { attr, device_id } = request.query;
-      const range = parseDateRange(request.query);
-      await requireDevice(device_id);
-      return readingStatistics(db, engine, { attr, deviceId: device_id, ...range });
+      await requireDevice(request.query.device_id);
+      return answer(request.query);
     },
   );
 
@@ -60,16 +85,32 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         description: `${description} An unknown user, or a device_id that user does not own, is a 404.`,
         params: OwnerParams,
         querystring: StatisticsQuery,
-        response: { 200: Statistics, ...errorResponses(404, 422) },
+        response: { 200: StatisticsAnswer, ...errorResponses(404, 422) },
       },
     },
     async (request) => {
       const ownerId = request.params.user_id;
-      const { attr, device_id } = request.query;
-      const range = parseDateRange(request.query);
       if (!(await findUserById(db, ownerId))) throw notFound(`User ${ownerId} not found`);
-      await requireDevice(device_id, ownerId);
-      return readingStatistics(db, engine, { attr, deviceId: device_id, ownerId, ...range });
+      await requireDevice(request.query.device_id, ownerId);
+      return answer(request.query, ownerId);
     },
   );
 };
+
+function parseAttributes(text: string): Attribute[] {
+  if (text === 'all') return [...ATTRIBUTES];
+  return [...new Set(text.split(','))] as Attribute[];
+}
+
+function parsePercentiles(text: string | undefined): number[] {
+  if (text === undefined) return [];
+  const values = [...new Set(text.split(',').map(Number))];
+  if (values.length > MAX_PERCENTILES || values.some((p) => p > 100)) {
+    throw invalidQuery(
+      'percentiles',
+      `at most ${MAX_PERCENTILES} percentiles, each from 0 to 100`,
+      'value_error.percentiles',
+    );
+  }
+  return values;
+}

@@ -5,34 +5,93 @@ import { Id } from '../http/schemas.js';
 export const ATTRIBUTES = ['x', 'y', 'z'] as const;
 export type Attribute = (typeof ATTRIBUTES)[number];
 
+export const MAX_PERCENTILES = 20;
+
 export const StatisticsQuery = Type.Object({
   ...ReadingFilters,
-  attr: Type.Unsafe<Attribute>({
-    type: 'string',
-    enum: [...ATTRIBUTES],
+  attr: Type.String({
+    pattern: '^(all|[xyz](,[xyz])*)$',
     default: 'x',
-    description: 'Which value of the readings to summarise',
+    description: 'The value to summarise (x, y or z), several as a list (`x,z`), or `all`',
+    examples: ['x', 'x,y,z', 'all'],
   }),
+  percentiles: Type.Optional(
+    Type.String({
+      pattern: '^\\d{1,3}(\\.\\d+)?(,\\d{1,3}(\\.\\d+)?)*$',
+      maxLength: 200,
+      description: `Up to ${MAX_PERCENTILES} percentiles from 0 to 100, exact and interpolated linearly as numpy's default`,
+      examples: ['5,25,75,95,99'],
+    }),
+  ),
+  group_by: Type.Optional(
+    Type.Unsafe<'device'>({
+      type: 'string',
+      enum: ['device'],
+      description: 'One entry per device in the selection',
+    }),
+  ),
 });
 
 export const OwnerParams = Type.Object({ user_id: Id('The owner whose devices are summarised') });
 
 const Nullable = (description: string) => Type.Union([Type.Number(), Type.Null()], { description });
 
-export const Statistics = Type.Object(
-  {
-    count: Type.Integer({ description: 'Readings selected', examples: [4] }),
-    min: Nullable('Smallest value; null when nothing is selected'),
-    max: Nullable('Largest value; null when nothing is selected'),
-    sum: Nullable('Sum of the values (0 when nothing is selected; null if it overflows a double)'),
-    mean: Nullable('Arithmetic mean; null when nothing is selected or the sum overflows'),
-    median: Nullable(
-      'Exact median: the mean of the two middle values for an even count, as numpy computes it',
-    ),
-  },
-  {
-    $id: 'Statistics',
-    examples: [{ count: 4, min: 1, max: 10, sum: 16, mean: 4, median: 2.5 }],
-  },
-);
+const statisticsFields = {
+  count: Type.Integer({ description: 'Readings selected', examples: [4] }),
+  min: Nullable('Smallest value; null when nothing is selected'),
+  max: Nullable('Largest value; null when nothing is selected'),
+  sum: Nullable('Sum of the values (0 when nothing is selected; null if it overflows a double)'),
+  mean: Nullable('Arithmetic mean; null when nothing is selected or the sum overflows'),
+  median: Nullable('Exact median: the mean of the two middle values for an even count, as numpy computes it'),
+  variance: Nullable('Sample variance (divided by count - 1); null below two readings'),
+  stddev: Nullable('Sample standard deviation (ddof=1)'),
+  variance_population: Nullable('Population variance (divided by count)'),
+  stddev_population: Nullable("Population standard deviation (ddof=0, numpy's default)"),
+  percentiles: Type.Optional(
+    Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()]), {
+      description: 'The requested percentiles, keyed by their value as given',
+      examples: [{ '5': 1.15, '95': 9.1 }],
+    }),
+  ),
+};
+
+export const Statistics = Type.Object(statisticsFields, {
+  $id: 'Statistics',
+  description: 'Statistics of one value',
+  examples: [
+    {
+      count: 4,
+      min: 1,
+      max: 10,
+      sum: 18,
+      mean: 4.5,
+      median: 3.5,
+      variance: 15,
+      stddev: 3.873,
+      variance_population: 11.25,
+      stddev_population: 3.354,
+    },
+  ],
+});
 export type Statistics = Static<typeof Statistics>;
+
+const byAttr = {
+  x: Type.Optional(Type.Ref(Statistics)),
+  y: Type.Optional(Type.Ref(Statistics)),
+  z: Type.Optional(Type.Ref(Statistics)),
+};
+const deviceId = { device_id: Type.Integer({ description: 'The device of this entry' }) };
+
+/**
+ * One value without grouping answers the flat object (as the original did); several values answer one
+ * object per value; `group_by=device` answers a list with one entry per device.
+ */
+export const StatisticsAnswer = Type.Union([
+  Type.Ref(Statistics),
+  Type.Object(byAttr, { description: 'Several values: the statistics of each' }),
+  Type.Array(
+    Type.Union([Type.Object({ ...deviceId, ...statisticsFields }), Type.Object({ ...deviceId, ...byAttr })]),
+    { description: 'group_by=device: one entry per device, in device order' },
+  ),
+]);
+export type StatisticsAnswer = Static<typeof StatisticsAnswer>;

@@ -145,7 +145,18 @@ onEachEngine('statistics', (h: Harness) => {
   it('answers an empty selection with count 0, sum 0 and nulls', async () => {
     const response = await h.get('/analyze_statistics/?start_date=2100-01-01T00:00:00Z');
     assert.equal(response.statusCode, 200);
-    assert.deepEqual(response.json(), { count: 0, min: null, max: null, sum: 0, mean: null, median: null });
+    assert.deepEqual(response.json(), {
+      count: 0,
+      min: null,
+      max: null,
+      sum: 0,
+      mean: null,
+      median: null,
+      variance: null,
+      stddev: null,
+      variance_population: null,
+      stddev_population: null,
+    });
   });
 
   it("limits /analyze_statistics/{user_id} to that user's devices, with the other filters", async () => {
@@ -213,7 +224,18 @@ onEachEngine('statistics', (h: Harness) => {
     const device = await h.createDevice();
     for (const x of [10, 1, 4, 3]) await h.post('/data/', { device_id: device, x, y: 0, z: 0 });
     const body = (await h.get(`/analyze_statistics/?device_id=${device}`)).json();
-    assert.deepEqual(body, { count: 4, min: 1, max: 10, sum: 18, mean: 4.5, median: 3.5 });
+    assert.deepEqual(body, {
+      count: 4,
+      min: 1,
+      max: 10,
+      sum: 18,
+      mean: 4.5,
+      median: 3.5,
+      variance: 15,
+      stddev: Math.sqrt(15),
+      variance_population: 11.25,
+      stddev_population: Math.sqrt(11.25),
+    });
   });
 
   it('answers valid JSON when a sum overflows a double', async () => {
