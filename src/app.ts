@@ -17,6 +17,7 @@ import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { Statistics } from './statistics/schemas.js';
+import { seriesRoutes } from './statistics/series-routes.js';
 import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
 import { createTokenService } from './users/tokens.js';
@@ -86,6 +87,7 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
   await app.register(dataRoutes, { db, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
   await app.register(transferRoutes, { db, ingest });
   await app.register(statisticsRoutes, { db, engine });
+  await app.register(seriesRoutes, { db, engine, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine });
   return app;
 }

@@ -17,6 +17,8 @@ export interface Config {
   readonly batchBodyLimitBytes: number;
   /** How far ahead of the server's clock a device timestamp may be before it is refused. */
   readonly maxFutureSkewSeconds: number;
+  /** The most buckets one time series may have. */
+  readonly maxSeriesBuckets: number;
 }
 
 export class ConfigError extends Error {}
@@ -48,6 +50,7 @@ export function loadConfig(env: Environment = process.env): Config {
       1024,
       268_435_456,
     ),
+    maxSeriesBuckets: readInteger('MAX_SERIES_BUCKETS', env.MAX_SERIES_BUCKETS, 10_000, 1, 1_000_000),
     maxFutureSkewSeconds: readInteger(
       'MAX_FUTURE_SKEW_SECONDS',
       env.MAX_FUTURE_SKEW_SECONDS,

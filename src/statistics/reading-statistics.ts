@@ -1,14 +1,8 @@
 import { type Expression, type Kysely, type RawBuilder, sql } from 'kysely';
 import { type Engine, isNumericOverflow, percentile } from '../db/dialect.js';
-import type { Database, EpochMs } from '../db/tables.js';
+import type { Database } from '../db/tables.js';
 import type { Attribute, Statistics } from './schemas.js';
-
-export interface ReadingSelection {
-  deviceId?: number;
-  ownerId?: number;
-  start?: EpochMs;
-  end?: EpochMs;
-}
+import { type ReadingSelection, selectedReadings } from './selection.js';
 
 export interface StatisticsRequest extends ReadingSelection {
   attrs: Attribute[];
@@ -70,7 +64,9 @@ async function aggregate(
   }
 
   const rows = await db
-    .with('selected', () => selectReadings(db, request))
+    .with('selected', () =>
+      selectedReadings(db, request).select(['data.device_id', 'data.x', 'data.y', 'data.z']),
+    )
     .with('means', (qb) =>
       qb
         .selectFrom('selected')
@@ -95,19 +91,6 @@ async function aggregate(
   const results = rows.map((row) => toGroup(row as Record<string, unknown>, request));
   // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
   return groupByDevice || results.length > 0 ? results : [toGroup({}, request)];
-}
-
-function selectReadings(db: Kysely<Database>, { deviceId, ownerId, start, end }: ReadingSelection) {
-  let query = db.selectFrom('data').select(['data.device_id', 'data.x', 'data.y', 'data.z']);
-  if (deviceId !== undefined) query = query.where('data.device_id', '=', deviceId);
-  if (ownerId !== undefined) {
-    query = query.where('data.device_id', 'in', (eb) =>
-      eb.selectFrom('devices').select('devices.id').where('devices.user_id', '=', ownerId),
-    );
-  }
-  if (start !== undefined) query = query.where('data.created_at', '>=', start);
-  if (end !== undefined) query = query.where('data.created_at', '<=', end);
-  return query;
 }
 
 function toGroup(row: Record<string, unknown>, { attrs, percentiles }: StatisticsRequest): StatisticsGroup {

@@ -1,0 +1,73 @@
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { type Engine, percentile } from '../db/dialect.js';
+import type { Database, EpochMs } from '../db/tables.js';
+import type { Attribute } from './schemas.js';
+import { type ReadingSelection, selectedReadings } from './selection.js';
+
+export interface BucketRow {
+  /** Index of the bucket in the boundaries given. */
+  bucket: number;
+  count: number;
+  min: number | null;
+  max: number | null;
+  sum: number | null;
+  median?: number | null;
+}
+
+/**
+ * Aggregates per time bucket. The buckets (computed in the zone's calendar by the caller) are joined
+ * as a list of [start, end) ranges, so each bucket is an index range scan on (device_id, created_at)
+ * or (created_at), and daylight-saving days need no SQL date functions on either engine.
+ * CROSS JOIN keeps the buckets as the outer loop on SQLite, whose planner otherwise may scan a
+ * device's readings and look up the bucket of each.
+ */
+export async function readingSeries(
+  db: Kysely<Database>,
+  engine: Engine,
+  selection: ReadingSelection & { attr: Attribute; withMedian: boolean },
+  boundaries: EpochMs[],
+): Promise<BucketRow[]> {
+  const value = sql.ref<number>(`data.${selection.attr}`);
+  const starts = boundaries.slice(0, -1);
+  const ends = boundaries.slice(1);
+  const buckets: RawBuilder<unknown> =
+    engine === 'postgres'
+      ? sql`unnest(${starts}::int8[], ${ends}::int8[]) with ordinality as buckets(lo, hi, i)`
+      : sql`(select key + 1 as i, value ->> 0 as lo, value ->> 1 as hi
+             from json_each(${JSON.stringify(starts.map((s, i) => [s, ends[i]]))})) as buckets`;
+  const conditions: RawBuilder<unknown>[] = [
+    sql`data.created_at >= buckets.lo`,
+    sql`data.created_at < buckets.hi`,
+  ];
+  if (selection.deviceId !== undefined) conditions.push(sql`data.device_id = ${selection.deviceId}`);
+  if (selection.ownerId !== undefined) {
+    conditions.push(sql`data.device_id in (select id from devices where user_id = ${selection.ownerId})`);
+  }
+  if (selection.start !== undefined) conditions.push(sql`data.created_at >= ${selection.start}`);
+  if (selection.end !== undefined) conditions.push(sql`data.created_at <= ${selection.end}`);
+  const median = selection.withMedian ? sql`, ${percentile(engine, value, 0.5)} as median` : sql``;
+
+  const { rows } = await sql<BucketRow>`
+    select buckets.i - 1 as bucket, count(${value}) as count, min(${value}) as min, max(${value}) as max,
+           sum(${value}) as sum ${median}
+    from ${buckets}
+    cross join data
+    where ${sql.join(conditions, sql` and `)}
+    group by buckets.i
+    order by buckets.i`.execute(db);
+  return rows.map((row) => ({ ...row, bucket: Number(row.bucket), count: Number(row.count) }));
+}
+
+/** The first and last reading time of a selection, to span a series when no dates are given. */
+export async function selectionTimeRange(
+  db: Kysely<Database>,
+  selection: ReadingSelection,
+): Promise<{ first: EpochMs; last: EpochMs } | undefined> {
+  const query = selectedReadings(db, selection).select((eb) => [
+    eb.fn.min('data.created_at').as('first'),
+    eb.fn.max('data.created_at').as('last'),
+  ]);
+  const row = await query.executeTakeFirst();
+  if (row?.first === null || row?.first === undefined || row.last === null) return undefined;
+  return { first: Number(row.first), last: Number(row.last) };
+}

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { before, it } from 'node:test';
+import { type Harness, onEachEngine } from '../helpers/harness.js';
+
+const HOUR = 3_600_000;
+
+onEachEngine('statistics time series', (h: Harness) => {
+  let device: number;
+  // Every 6 hours from 2026-03-27T00:00Z: x = 0, 1, 2, ... around Berlin's spring-forward night (03-29).
+  const readings = Array.from({ length: 16 }, (_, i) => ({ at: Date.UTC(2026, 2, 27) + i * 6 * HOUR, x: i }));
+
+  before(async () => {
+    device = await h.createDevice();
+    const batch = readings.map((r) => ({
+      device_id: device,
+      x: r.x,
+      y: -r.x,
+      z: 0,
+      timestamp: new Date(r.at).toISOString(),
+    }));
+    assert.equal((await h.post('/data/', batch)).statusCode, 200);
+  });
+
+  const series = async (query: string) => {
+    const response = await h.get(`/analyze_statistics/series?device_id=${device}&${query}`);
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json() as {
+      start: string;
+      count: number;
+      min: number | null;
+      max: number | null;
+      mean: number | null;
+      median?: number | null;
+    }[];
+  };
+
+  it('buckets by the zone calendar: the daylight-saving day has 23 hours', async () => {
+    const days = await series('bucket=1d&tz=Europe/Berlin');
+    assert.deepEqual(
+      days.map((d) => d.start),
+      [
+        '2026-03-27T00:00:00+01:00',
+        '2026-03-28T00:00:00+01:00',
+        '2026-03-29T00:00:00+01:00',
+        '2026-03-30T00:00:00+02:00',
+      ],
+    );
+    // Reference: local midnights as instants, computed here from the known offsets.
+    const midnights = [
+      Date.UTC(2026, 2, 26, 23),
+      Date.UTC(2026, 2, 27, 23),
+      Date.UTC(2026, 2, 28, 23),
+      Date.UTC(2026, 2, 29, 22),
+      Date.UTC(2026, 2, 30, 22),
+    ];
+    days.forEach((day, i) => {
+      const inside = readings
+        .filter((r) => r.at >= (midnights[i] as number) && r.at < (midnights[i + 1] as number))
+        .map((r) => r.x);
+      assert.equal(day.count, inside.length);
+      assert.equal(day.min, Math.min(...inside));
+      assert.equal(day.max, Math.max(...inside));
+      assert.equal(day.mean, inside.reduce((a, b) => a + b, 0) / inside.length);
+    });
+  });
+
+  it('answers fixed-width buckets in UTC by default, with every filter applied', async () => {
+    const buckets = await series(
+      'bucket=12h&attr=y&start_date=2026-03-27T06:00:00Z&end_date=2026-03-28T12:00:00Z',
+    );
+    assert.deepEqual(
+      buckets.map((b) => [b.start, b.count, b.min, b.max]),
+      [
+        ['2026-03-27T00:00:00+00:00', 1, -1, -1],
+        ['2026-03-27T12:00:00+00:00', 2, -3, -2],
+        ['2026-03-28T00:00:00+00:00', 2, -5, -4],
+        ['2026-03-28T12:00:00+00:00', 1, -6, -6],
+      ],
+    );
+  });
+
+  it('aligns hour buckets to a zone with a 45-minute offset', async () => {
+    const buckets = await series('bucket=1h&tz=Asia/Kathmandu&end_date=2026-03-27T06:00:00Z');
+    assert.deepEqual(
+      buckets.map((b) => b.start),
+      ['2026-03-27T05:00:00+05:45', '2026-03-27T11:00:00+05:45'],
+    );
+  });
+
+  it('fills empty buckets with nulls or the previous values when asked, and adds medians', async () => {
+    const range = 'bucket=3h&start_date=2026-03-27T00:00:00Z&end_date=2026-03-27T08:59:59Z';
+    assert.equal((await series(range)).length, 2);
+    const nulls = await series(`${range}&fill=null&median=true`);
+    assert.deepEqual(
+      nulls.map((b) => [b.count, b.min, b.median]),
+      [
+        [1, 0, 0],
+        [0, null, null],
+        [1, 1, 1],
+      ],
+    );
+    const previous = await series(`${range}&fill=previous`);
+    assert.deepEqual(
+      previous.map((b) => [b.start.slice(11, 16), b.count, b.max]),
+      [
+        ['00:00', 1, 0],
+        ['03:00', 0, 0],
+        ['06:00', 1, 1],
+      ],
+    );
+  });
+
+  it('answers an empty selection with an empty series', async () => {
+    assert.deepEqual(await series('start_date=2030-01-01T00:00:00Z&end_date=2030-01-02T00:00:00Z'), []);
+    const lonely = await h.createDevice();
+    assert.deepEqual((await h.get(`/analyze_statistics/series?device_id=${lonely}`)).json(), []);
+  });
+
+  it('refuses too many buckets, bad buckets, unknown zones and unknown devices', async () => {
+    const cases: [string, number, string?][] = [
+      ['bucket=1m&start_date=2000-01-01&end_date=2026-01-01', 422, 'bucket'],
+      ['bucket=0h', 422, 'bucket'],
+      ['bucket=1y', 422, 'bucket'],
+      ['bucket=h', 422, 'bucket'],
+      ['tz=Mars/Olympus', 422, 'tz'],
+      ['fill=zero', 422, 'fill'],
+      ['attr=w', 422, 'attr'],
+      ['start_date=2026-02-01&end_date=2026-01-01', 422, 'start_date'],
+    ];
+    for (const [query, status, field] of cases) {
+      const response = await h.get(`/analyze_statistics/series?device_id=${device}&${query}`);
+      assert.equal(response.statusCode, status, `${query}: ${response.body}`);
+      assert.equal(response.json().detail[0].loc.at(-1), field, query);
+    }
+    const tooMany = await h.get(
+      `/analyze_statistics/series?device_id=${device}&bucket=1m&start_date=2000-01-01&end_date=2026-01-01`,
+    );
+    assert.match(tooMany.json().detail[0].msg, /10000/);
+    assert.equal((await h.get('/analyze_statistics/series?device_id=999999')).statusCode, 404);
+    assert.equal((await h.get('/analyze_statistics/series?user_id=999999')).statusCode, 404);
+  });
+});
