@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
-import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { type Harness, nextLink, onEachEngine } from '../helpers/harness.js';
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -36,11 +36,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const byTimeThenId = (a: ReadingJson, b: ReadingJson) =>
   Date.parse(a.created_at) - Date.parse(b.created_at) || a.id - b.id;
-
-function nextLink(header: unknown): string | undefined {
-  if (typeof header !== 'string') return undefined;
-  return /<([^>]+)>\s*;\s*rel="next"/.exec(header)?.[1];
-}
 
 onEachEngine('data', (h: Harness) => {
   /** Every reading this file stored, as the API answered it: the reference for the listings. */

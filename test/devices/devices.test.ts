@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { SignJWT } from 'jose';
-import { type Harness, onEachEngine, TEST_SECRET } from '../helpers/harness.js';
+import { type Harness, nextLink, onEachEngine, TEST_SECRET } from '../helpers/harness.js';
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -22,20 +22,8 @@ function mintToken(userId: number, expiresAtSeconds: number, secret = TEST_SECRE
     .sign(new TextEncoder().encode(secret));
 }
 
-/** The `rel="next"` target of a Link header, or undefined on the last page. */
-function nextLink(header: unknown): string | undefined {
-  if (typeof header !== 'string') return undefined;
-  return /<([^>]+)>\s*;\s*rel="next"/.exec(header)?.[1];
-}
-
 onEachEngine('devices', (h: Harness) => {
-  const countDevices = async () => {
-    const row = await h.db
-      .selectFrom('devices')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  };
+  const countDevices = () => h.countRows('devices');
 
   const storedDevice = (id: number) =>
     h.db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();

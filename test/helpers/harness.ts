@@ -146,13 +146,23 @@ export class Harness {
     return response.json().id;
   }
 
-  async countReadings(): Promise<number> {
+  async countRows(table: 'data' | 'devices' | 'users'): Promise<number> {
     const row = await this.db
-      .selectFrom('data')
+      .selectFrom(table)
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
+
+  countReadings(): Promise<number> {
+    return this.countRows('data');
+  }
+}
+
+/** The `rel="next"` target of a Link header, or undefined on the last page. */
+export function nextLink(header: unknown): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  return /<([^>]+)>\s*;\s*rel="next"/.exec(header)?.[1];
 }
 
 let emailCounter = 0;

@@ -35,13 +35,7 @@ interface Operation {
 }
 
 onEachEngine('http conventions', (h: Harness) => {
-  const countDevices = async () => {
-    const row = await h.db
-      .selectFrom('devices')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  };
+  const countDevices = () => h.countRows('devices');
 
   it('redirects POST /device with 307 to /device/ without storing, and the redirect can be followed', async () => {
     const before = await countDevices();
