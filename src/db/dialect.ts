@@ -23,6 +23,17 @@ export function percentile(
     : sql<number | null>`percentile_cont(${value}, ${sql.lit(fraction)})`;
 }
 
+/**
+ * x², as IEEE arithmetic (and SQLite) computes it: PostgreSQL raises instead of rounding a square
+ * below the smallest double to 0, or one beyond the largest to Infinity, so it is told both limits.
+ */
+export function square(engine: Engine, value: Expression<number>): RawBuilder<number> {
+  if (engine === 'sqlite') return sql<number>`${value} * ${value}`;
+  return sql<number>`case when abs(${value}) < 1e-162 then 0::float8
+    when abs(${value}) > 1.3407807929942596e154 then 'Infinity'::float8
+    else ${value} * ${value} end`;
+}
+
 /** A unique index was violated (a concurrent insert won the race). */
 export function isUniqueViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;

@@ -1,5 +1,5 @@
 import { type Expression, type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, isNumericOverflow, percentile } from '../db/dialect.js';
+import { type Engine, isNumericOverflow, percentile, square } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import type { Attribute, Statistics } from './schemas.js';
 import { type ReadingSelection, selectedReadings } from './selection.js';
@@ -27,22 +27,54 @@ export async function readingStatistics(
   engine: Engine,
   request: StatisticsRequest,
 ): Promise<StatisticsGroup[]> {
+  let rows: Row[];
   try {
-    return await aggregate(db, engine, request, true);
+    rows = await aggregate(db, engine, request, Object.fromEntries(request.attrs.map((attr) => [attr, 'full'])));
   } catch (error) {
-    // A sum or squared deviation beyond the double range: PostgreSQL raises, SQLite answers Infinity.
-    // count, min, max, median and percentiles stay exact, so they are answered without the sums.
     if (!isNumericOverflow(error)) throw error;
-    return aggregate(db, engine, request, false);
+    rows = await aggregateSumsOneByOne(db, engine, request);
   }
+  const groups = rows.map((row) => toGroup(row, request));
+  // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
+  return request.groupByDevice || groups.length > 0 ? groups : [toGroup({}, request)];
+}
+
+type Row = Record<string, unknown>;
+/** Which sums a query computes for a value: with the squared deviations, the sum alone, or none. */
+type Sums = 'full' | 'sum';
+
+/**
+ * A sum beyond the double range: PostgreSQL raises where SQLite answers Infinity. Everything but
+ * the sums is answered first, then each value's sums on their own (per device when grouped), so
+ * one overflow blanks only the sums it concerns: another value or device keeps its own.
+ */
+async function aggregateSumsOneByOne(db: Kysely<Database>, engine: Engine, request: StatisticsRequest) {
+  const rows = await aggregate(db, engine, request, {});
+  for (const attr of request.attrs) {
+    for (const row of rows) {
+      const deviceId = request.groupByDevice ? Number(row.device_id) : request.deviceId;
+      const alone = { ...request, attrs: [attr], percentiles: [], groupByDevice: false, deviceId };
+      for (const sums of ['full', 'sum'] as const) {
+        try {
+          const [sumsRow = {}] = await aggregate(db, engine, alone, { [attr]: sums });
+          row[`${attr}_sum`] = sumsRow[`${attr}_sum`];
+          row[`${attr}_squares`] = sumsRow[`${attr}_squares`];
+          break;
+        } catch (error) {
+          if (!isNumericOverflow(error)) throw error;
+        }
+      }
+    }
+  }
+  return rows;
 }
 
 async function aggregate(
   db: Kysely<Database>,
   engine: Engine,
   request: StatisticsRequest,
-  withSums: boolean,
-): Promise<StatisticsGroup[]> {
+  sumsOf: Partial<Record<Attribute, Sums>>,
+): Promise<Row[]> {
   const { attrs, percentiles, groupByDevice } = request;
   // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
   const column = (table: 'selected' | 'means', name: string) => sql.ref<number>(`${table}.${name}`);
@@ -56,10 +88,10 @@ async function aggregate(
     percentiles.forEach((p, i) => {
       columns[`${attr}_p${i}`] = percentile(engine, value, p / 100);
     });
-    if (withSums) {
-      const deviation = sql`(${value} - ${column('means', `${attr}_mean`)})`;
-      columns[`${attr}_sum`] = sql`sum(${value})`;
-      columns[`${attr}_squares`] = sql`sum(${deviation} * ${deviation})`;
+    const sums = sumsOf[attr];
+    if (sums) columns[`${attr}_sum`] = sql`sum(${value})`;
+    if (sums === 'full') {
+      columns[`${attr}_squares`] = sql`sum(${square(engine, sql`(${value} - ${column('means', `${attr}_mean`)})`)})`;
     }
   }
 
@@ -88,9 +120,7 @@ async function aggregate(
     .$if(groupByDevice, (q) => q.groupBy('selected.device_id').orderBy('selected.device_id'))
     .execute();
 
-  const results = rows.map((row) => toGroup(row as Record<string, unknown>, request));
-  // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
-  return groupByDevice || results.length > 0 ? results : [toGroup({}, request)];
+  return rows as Row[];
 }
 
 function toGroup(row: Record<string, unknown>, { attrs, percentiles }: StatisticsRequest): StatisticsGroup {
