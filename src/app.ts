@@ -1,4 +1,6 @@
+import cors from '@fastify/cors';
 import formBody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -33,6 +35,10 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     requestTimeout: 30_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    trustProxy: config.trustProxy,
+    // Limits on what a client may send beyond the body: long URLs and path parameters.
+    maxParamLength: 200,
+    http: { maxHeaderSize: 16_384 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setValidatorCompiler(validatorCompiler);
@@ -42,6 +48,21 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
   registerRoutingFallbacks(app);
   registerJsonBodyParser(app);
   await app.register(formBody, { bodyLimit: config.bodyLimitBytes });
+  await app.register(helmet, {
+    // Swagger UI at /docs runs its own inline scripts and styles; the API answers only JSON.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'", "'unsafe-inline'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:', 'validator.swagger.io'],
+        // Served over plain HTTP on a laptop too: upgrading would break /docs there.
+        upgradeInsecureRequests: null,
+      },
+    },
+  });
+  // No origin is allowed by default: browsers on other sites cannot call the API until configured.
+  await app.register(cors, { origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false });
 
   app.addSchema(ErrorResponse);
   app.addSchema(ValidationErrorResponse);
@@ -80,7 +101,7 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
 
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
   const auth = createAuthenticator(db, tokens);
-  await app.register(authRoutes, { db, tokens, auth });
+  await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits });
   await app.register(userRoutes, { db, auth });
   await app.register(deviceRoutes, { db, auth });
   const ingest = createIngest(db, engine, config.maxFutureSkewSeconds);

@@ -19,6 +19,21 @@ export interface Config {
   readonly maxFutureSkewSeconds: number;
   /** The most buckets one time series may have. */
   readonly maxSeriesBuckets: number;
+  /** Browser origins allowed to call the API (CORS); none by default. */
+  readonly corsOrigins: readonly string[];
+  /** Behind a reverse proxy, take the client address from X-Forwarded-For. */
+  readonly trustProxy: boolean;
+  readonly rateLimits: RateLimits;
+  /** `token`: each device gets a secret, and POST /data/ needs it. `open` (default): ingest is open to all. */
+  readonly ingestAuth: 'open' | 'token';
+}
+
+/** Attempts allowed per window (0 turns a limit off). */
+export interface RateLimits {
+  readonly windowSeconds: number;
+  readonly loginPerAccount: number;
+  readonly loginPerAddress: number;
+  readonly registerPerAddress: number;
 }
 
 export class ConfigError extends Error {}
@@ -50,6 +65,21 @@ export function loadConfig(env: Environment = process.env): Config {
       1024,
       268_435_456,
     ),
+    corsOrigins: readList(env.CORS_ORIGINS),
+    trustProxy: readBoolean('TRUST_PROXY', env.TRUST_PROXY),
+    rateLimits: Object.freeze({
+      windowSeconds: readInteger('RATE_LIMIT_WINDOW_SECONDS', env.RATE_LIMIT_WINDOW_SECONDS, 900, 1, 86_400),
+      loginPerAccount: readInteger('LOGIN_LIMIT_PER_ACCOUNT', env.LOGIN_LIMIT_PER_ACCOUNT, 10, 0, 1_000_000),
+      loginPerAddress: readInteger('LOGIN_LIMIT_PER_ADDRESS', env.LOGIN_LIMIT_PER_ADDRESS, 100, 0, 1_000_000),
+      registerPerAddress: readInteger(
+        'REGISTER_LIMIT_PER_ADDRESS',
+        env.REGISTER_LIMIT_PER_ADDRESS,
+        20,
+        0,
+        1_000_000,
+      ),
+    }),
+    ingestAuth: readChoice('INGEST_AUTH', env.INGEST_AUTH, ['open', 'token'] as const, 'open'),
     maxSeriesBuckets: readInteger('MAX_SERIES_BUCKETS', env.MAX_SERIES_BUCKETS, 10_000, 1, 1_000_000),
     maxFutureSkewSeconds: readInteger(
       'MAX_FUTURE_SKEW_SECONDS',
@@ -85,6 +115,32 @@ function readInteger(name: string, value: string | undefined, fallback: number, 
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not "${value}"`);
   }
   return parsed;
+}
+
+function readList(value: string | undefined): readonly string[] {
+  return Object.freeze(
+    (value ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== ''),
+  );
+}
+
+function readBoolean(name: string, value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === 'false' || value === '0') return false;
+  if (value === 'true' || value === '1') return true;
+  throw new ConfigError(`${name} must be true or false, not "${value}"`);
+}
+
+function readChoice<T extends string>(
+  name: string,
+  value: string | undefined,
+  choices: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined || value === '') return fallback;
+  if ((choices as readonly string[]).includes(value)) return value as T;
+  throw new ConfigError(`${name} must be one of ${choices.join(', ')}, not "${value}"`);
 }
 
 function readLogLevel(value: string | undefined): string {

@@ -6,7 +6,7 @@ import { toValidationIssues } from './validation.js';
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof DomainError) {
-      if (error.statusCode === 503) reply.header('retry-after', '2');
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
       return reply.code(error.statusCode).send({ detail: error.detail });
     }
     if (error instanceof RequestValidationError) {

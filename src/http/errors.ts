@@ -9,6 +9,7 @@ const statusByCode = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  TOO_MANY_REQUESTS: 429,
   DATABASE_UNAVAILABLE: 503,
 } as const;
 
@@ -23,6 +24,8 @@ export class DomainError extends Error {
   constructor(
     readonly code: ErrorCode,
     readonly detail: ErrorDetail = code,
+    /** Seconds after which the client may try again (429, 503). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(typeof detail === 'string' ? detail : `${detail.code}: ${detail.reason}`);
     this.statusCode = statusByCode[code];

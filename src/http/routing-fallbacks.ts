@@ -12,7 +12,15 @@ export function registerRoutingFallbacks(app: FastifyInstance): void {
   const methods = new Set<HTTPMethod>();
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat() as HTTPMethod[]) {
-      if (method === 'HEAD' || known.hasRoute(method, route.url)) continue;
+      // HEAD mirrors GET, and the CORS preflight answers OPTIONS on every path (`*`).
+      if (
+        method === 'HEAD' ||
+        method === 'OPTIONS' ||
+        route.url.includes('*') ||
+        known.hasRoute(method, route.url)
+      ) {
+        continue;
+      }
       known.on(method, route.url, () => {});
       methods.add(method);
     }

@@ -29,7 +29,12 @@ export async function readingStatistics(
 ): Promise<StatisticsGroup[]> {
   let rows: Row[];
   try {
-    rows = await aggregate(db, engine, request, Object.fromEntries(request.attrs.map((attr) => [attr, 'full'])));
+    rows = await aggregate(
+      db,
+      engine,
+      request,
+      Object.fromEntries(request.attrs.map((attr) => [attr, 'full'])),
+    );
   } catch (error) {
     if (!isNumericOverflow(error)) throw error;
     rows = await aggregateSumsOneByOne(db, engine, request);
@@ -91,7 +96,8 @@ async function aggregate(
     const sums = sumsOf[attr];
     if (sums) columns[`${attr}_sum`] = sql`sum(${value})`;
     if (sums === 'full') {
-      columns[`${attr}_squares`] = sql`sum(${square(engine, sql`(${value} - ${column('means', `${attr}_mean`)})`)})`;
+      columns[`${attr}_squares`] =
+        sql`sum(${square(engine, sql`(${value} - ${column('means', `${attr}_mean`)})`)})`;
     }
   }
 

@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
+import type { RateLimits } from '../config.js';
 import type { Database } from '../db/tables.js';
+import { RateLimiter } from '../http/rate-limiter.js';
 import { errorResponses, NoContent } from '../http/schemas.js';
 import { createAccount, logIn, REGISTERED_USER } from './accounts.js';
 import type { Authenticator } from './authenticate.js';
-import { revokeToken, toUserRead } from './queries.js';
+import { revokeToken, toUserRead, type UserRow } from './queries.js';
 import { BearerToken, LoginForm, UserCreate, UserRead } from './schemas.js';
 import type { TokenService } from './tokens.js';
 
@@ -12,10 +14,29 @@ export interface AuthRoutesOptions {
   db: Kysely<Database>;
   tokens: TokenService;
   auth: Authenticator;
+  rateLimits: RateLimits;
 }
 
 /** /auth/register, /auth/jwt/login and /auth/jwt/logout, with FastAPI Users' contract. */
-export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (app, { db, tokens, auth }) => {
+export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
+  app,
+  { db, tokens, auth, rateLimits },
+) => {
+  const windowMs = rateLimits.windowSeconds * 1000;
+  // Every attempt counts against the address; only failures against the account, so nobody can
+  // lock a user out who then types the right password.
+  const loginsPerAddress = new RateLimiter('login per client address', rateLimits.loginPerAddress, windowMs);
+  const failedLoginsPerAccount = new RateLimiter(
+    'failed login per account',
+    rateLimits.loginPerAccount,
+    windowMs,
+  );
+  const registrationsPerAddress = new RateLimiter(
+    'registration per client address',
+    rateLimits.registerPerAddress,
+    windowMs,
+  );
+
   app.post(
     '/auth/register',
     {
@@ -23,10 +44,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         tags: ['auth'],
         summary: 'Register a user',
         body: UserCreate,
-        response: { 201: UserRead, ...errorResponses(400, 413, 422) },
+        response: { 201: UserRead, ...errorResponses(400, 413, 422, 429) },
       },
     },
     async (request, reply) => {
+      registrationsPerAddress.hit(request.ip);
       const user = await createAccount(db, request.body, REGISTERED_USER);
       return reply.code(201).send(toUserRead(user));
     },
@@ -40,11 +62,21 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         summary: 'Log in with e-mail and password (OAuth2 password form)',
         consumes: ['application/x-www-form-urlencoded'],
         body: LoginForm,
-        response: { 200: BearerToken, ...errorResponses(400, 413, 422) },
+        response: { 200: BearerToken, ...errorResponses(400, 413, 422, 429) },
       },
     },
     async (request) => {
-      const user = await logIn(db, request.body.username, request.body.password);
+      const account = request.body.username.toLowerCase();
+      loginsPerAddress.hit(request.ip);
+      failedLoginsPerAccount.check(account);
+      let user: UserRow;
+      try {
+        user = await logIn(db, request.body.username, request.body.password);
+      } catch (error) {
+        failedLoginsPerAccount.record(account);
+        throw error;
+      }
+      failedLoginsPerAccount.reset(account);
       return { access_token: await tokens.issue(user.id), token_type: 'bearer' as const };
     },
   );

@@ -55,6 +55,10 @@ export function testConfig(databaseUrl: string, overrides: Record<string, string
     DATA_DIR: join(tmpdir(), 'statistics-test-data'),
     LOG_LEVEL: 'silent',
     JWT_SECRET: TEST_SECRET,
+    // Suites log in hundreds of times from one address; the rate-limit suite sets its own limits.
+    LOGIN_LIMIT_PER_ADDRESS: '100000',
+    LOGIN_LIMIT_PER_ACCOUNT: '100000',
+    REGISTER_LIMIT_PER_ADDRESS: '100000',
     ...overrides,
   });
 }
