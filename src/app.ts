@@ -10,6 +10,7 @@ import { createIngest } from './data/ingest.js';
 import { dataRoutes } from './data/routes.js';
 import { transferRoutes } from './data/transfer-routes.js';
 import type { OpenedDatabase } from './db/database.js';
+import { KnownDevices } from './devices/known-devices.js';
 import { deviceRoutes } from './devices/routes.js';
 import { healthRoutes } from './health/routes.js';
 import { registerErrorHandler } from './http/error-handler.js';
@@ -101,10 +102,15 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
 
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
   const auth = createAuthenticator(db, tokens);
+  const devices = new KnownDevices(db);
+  const ingest = createIngest(db, engine, {
+    devices,
+    maxFutureSkewSeconds: config.maxFutureSkewSeconds,
+    ingestAuth: config.ingestAuth,
+  });
   await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits });
   await app.register(userRoutes, { db, auth });
-  await app.register(deviceRoutes, { db, auth });
-  const ingest = createIngest(db, engine, config.maxFutureSkewSeconds);
+  await app.register(deviceRoutes, { db, auth, devices, ingestAuth: config.ingestAuth });
   await app.register(dataRoutes, { db, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
   await app.register(transferRoutes, { db, ingest });
   await app.register(statisticsRoutes, { db, engine });

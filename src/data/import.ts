@@ -28,6 +28,7 @@ export async function importReadings(
   ingest: Ingest,
   input: Readable,
   format: ImportFormat,
+  deviceToken: string | undefined,
 ): Promise<ImportReport> {
   const report: ImportReport = { stored: 0, rejected: 0, errors: [] };
   const reject = (line: number, reason: string) => {
@@ -36,10 +37,14 @@ export async function importReadings(
   };
   let chunk: { line: number; row: ReadingRow }[] = [];
   const flush = async () => {
-    const missing = new Set(await ingest.devices.missing(chunk.map((c) => c.row.device_id)));
+    const ids = chunk.map((c) => c.row.device_id);
+    const missing = new Set(await ingest.devices.missing(ids));
+    const closed = new Set(ingest.refused(ids, deviceToken));
     const rows: ReadingRow[] = [];
     for (const { line, row } of chunk) {
       if (missing.has(row.device_id)) reject(line, `device ${row.device_id} not found`);
+      else if (closed.has(row.device_id))
+        reject(line, `device ${row.device_id} needs its ingest token (X-Device-Token)`);
       else rows.push(row);
     }
     report.stored += (await ingest.store(rows)).length;

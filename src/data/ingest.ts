@@ -1,9 +1,11 @@
+import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { type Engine, insertReadingRows, isForeignKeyViolation, type ReadingRow } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
-import { KnownDevices } from '../devices/known-devices.js';
+import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
+import type { KnownDevices } from '../devices/known-devices.js';
 import { toIsoString } from '../http/dates.js';
-import { notFound, RequestValidationError, type ValidationIssue } from '../http/errors.js';
+import { DomainError, notFound, RequestValidationError, type ValidationIssue } from '../http/errors.js';
 import { ReadingWriter } from './reading-writer.js';
 import type { BatchResult, Reading, ReadingCreate } from './schemas.js';
 
@@ -12,9 +14,11 @@ const LISTED_IDS = 1000;
 
 export interface Ingest {
   /** One reading, group-committed with others arriving at the same time. */
-  one(reading: ReadingCreate): Promise<Reading>;
+  one(reading: ReadingCreate, deviceToken: string | undefined): Promise<Reading>;
   /** Many readings, all stored in one statement or none; bad items are named by index and field. */
-  batch(readings: ReadingCreate[]): Promise<BatchResult>;
+  batch(readings: ReadingCreate[], deviceToken: string | undefined): Promise<BatchResult>;
+  /** With INGEST_AUTH=token, the (existing) devices among `ids` that `deviceToken` does not open. */
+  refused(ids: Iterable<number>, deviceToken: string | undefined): number[];
   /** Rows already checked by `prepare`, stored in one statement (imports use this). */
   store(rows: ReadingRow[]): Promise<number[]>;
   /** Turns a reading into a row, or says what is wrong with it. */
@@ -25,10 +29,29 @@ export interface Ingest {
   devices: KnownDevices;
 }
 
-export function createIngest(db: Kysely<Database>, engine: Engine, maxFutureSkewSeconds: number): Ingest {
+export interface IngestOptions {
+  devices: KnownDevices;
+  maxFutureSkewSeconds: number;
+  ingestAuth: 'open' | 'token';
+}
+
+export function createIngest(
+  db: Kysely<Database>,
+  engine: Engine,
+  { devices, maxFutureSkewSeconds, ingestAuth }: IngestOptions,
+): Ingest {
   const writer = new ReadingWriter(db, engine);
-  const devices = new KnownDevices(db);
   const maxSkewMs = maxFutureSkewSeconds * 1000;
+  const refused: Ingest['refused'] = (ids, deviceToken) =>
+    ingestAuth === 'token' ? devices.refusing(ids, deviceToken) : [];
+  const requireTokens = (ids: Iterable<number>, deviceToken: string | undefined) => {
+    const closed = refused(ids, deviceToken);
+    if (closed.length > 0) {
+      const which =
+        closed.length === 1 ? `Device ${closed[0]} needs its` : `Devices ${closed.join(', ')} need their`;
+      throw new DomainError('UNAUTHORIZED', `${which} ingest token in the X-Device-Token header`);
+    }
+  };
 
   const prepare: Ingest['prepare'] = (reading, receivedAt) => {
     let createdAt = receivedAt;
@@ -50,19 +73,21 @@ export function createIngest(db: Kysely<Database>, engine: Engine, maxFutureSkew
   return {
     devices,
     prepare,
+    refused,
     store: (rows) => insertReadingRows(db, engine, rows),
 
-    async one(reading) {
+    async one(reading, deviceToken) {
       const row = prepare(reading, Date.now());
       if (!('device_id' in row))
         throw new RequestValidationError([{ loc: ['body', row.field], msg: row.msg, type: row.type }]);
       if ((await devices.missing([row.device_id])).length > 0)
         throw notFound(`Device ${row.device_id} not found`);
+      requireTokens([row.device_id], deviceToken);
       const id = await writer.write(row);
       return { id, ...row, created_at: toIsoString(row.created_at) };
     },
 
-    async batch(readings) {
+    async batch(readings, deviceToken) {
       const receivedAt = Date.now();
       const issues: ValidationIssue[] = [];
       const rows: ReadingRow[] = [];
@@ -82,6 +107,10 @@ export function createIngest(db: Kysely<Database>, engine: Engine, maxFutureSkew
         }
       });
       if (issues.length > 0) throw new RequestValidationError(issues);
+      requireTokens(
+        readings.map((r) => r.device_id),
+        deviceToken,
+      );
       let ids: number[];
       try {
         ids = await insertReadingRows(db, engine, rows);
@@ -93,4 +122,10 @@ export function createIngest(db: Kysely<Database>, engine: Engine, maxFutureSkew
       return ids.length <= LISTED_IDS ? { stored: ids.length, ids } : { stored: ids.length };
     },
   };
+}
+
+/** The device secret a request carries, for INGEST_AUTH=token. */
+export function deviceToken(request: FastifyRequest): string | undefined {
+  const value = request.headers[INGEST_TOKEN_HEADER];
+  return typeof value === 'string' ? value : undefined;
 }

@@ -6,7 +6,7 @@ import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
-import type { Ingest } from './ingest.js';
+import { deviceToken, type Ingest } from './ingest.js';
 import { listReadings } from './queries.js';
 import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
 
@@ -50,7 +50,10 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
         response: { 200: Type.Union([Reading, BatchResult]), ...errorResponses(404, 413, 415, 422) },
       },
     },
-    async (request) => (Array.isArray(request.body) ? ingest.batch(request.body) : ingest.one(request.body)),
+    async (request) =>
+      Array.isArray(request.body)
+        ? ingest.batch(request.body, deviceToken(request))
+        : ingest.one(request.body, deviceToken(request)),
   );
 
   app.get(

@@ -8,7 +8,7 @@ import { UnsupportedMediaType } from '../http/json-body.js';
 import { errorResponses } from '../http/schemas.js';
 import { type ExportFormat, exportReadings } from './export.js';
 import { type ImportFormat, importReadings } from './import.js';
-import type { Ingest } from './ingest.js';
+import { deviceToken, type Ingest } from './ingest.js';
 import { ReadingFilters } from './schemas.js';
 
 export interface TransferRoutesOptions {
@@ -68,7 +68,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
       if (!format || !(request.body instanceof Readable)) {
         throw new UnsupportedMediaType(type, Object.keys(formatByType).join(' or '));
       }
-      return importReadings(ingest, request.body, format);
+      return importReadings(ingest, request.body, format, deviceToken(request));
     },
   );
 

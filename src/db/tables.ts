@@ -17,6 +17,8 @@ export interface DevicesTable {
   name: string | null;
   user_id: number | null;
   created_at: EpochMs;
+  /** SHA-256 of the device's ingest secret, when it has one (INGEST_AUTH=token). */
+  ingest_token_digest: string | null;
 }
 
 export interface ReadingsTable {

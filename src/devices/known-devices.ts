@@ -1,25 +1,39 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
-import { existingDeviceIds } from './queries.js';
+import { ingestTokenDigest } from './ingest-tokens.js';
+import { deviceIngestDigests } from './queries.js';
 
 /**
- * Which device ids exist, remembered once seen, so ingest checks a device without a query per
- * reading. Unknown ids are not remembered (the device may be created a moment later).
+ * Which device ids exist (and their ingest token digests), remembered once seen, so ingest checks
+ * a device without a query per reading. Unknown ids are not remembered (the device may be created
+ * a moment later); a device that is deleted or gets a new token is forgotten by its routes.
  */
 export class KnownDevices {
-  readonly #known = new Set<number>();
+  readonly #digests = new Map<number, string | null>();
 
   constructor(private readonly db: Kysely<Database>) {}
 
   /** The ids among `ids` that name no device. */
   async missing(ids: Iterable<number>): Promise<number[]> {
-    const unknown = [...new Set(ids)].filter((id) => !this.#known.has(id));
-    if (unknown.length === 0) return [];
-    for (const id of await existingDeviceIds(this.db, unknown)) this.#known.add(id);
-    return unknown.filter((id) => !this.#known.has(id));
+    const unique = [...new Set(ids)];
+    const unknown = unique.filter((id) => !this.#digests.has(id));
+    if (unknown.length > 0) {
+      for (const row of await deviceIngestDigests(this.db, unknown))
+        this.#digests.set(row.id, row.ingest_token_digest);
+    }
+    return unknown.filter((id) => !this.#digests.has(id));
+  }
+
+  /** The (existing) devices among `ids` whose ingest token is not `token`. */
+  refusing(ids: Iterable<number>, token: string | undefined): number[] {
+    const digest = token === undefined ? undefined : ingestTokenDigest(token);
+    return [...new Set(ids)].filter((id) => {
+      const expected = this.#digests.get(id);
+      return expected === null || expected === undefined || expected !== digest;
+    });
   }
 
   forget(id: number): void {
-    this.#known.delete(id);
+    this.#digests.delete(id);
   }
 }

@@ -10,13 +10,40 @@ const toDevice = (row: Selectable<DevicesTable>): Device => ({
   created_at: toIsoString(row.created_at),
 });
 
-export async function insertDevice(db: Kysely<Database>, name: string | null, ownerId: number | null) {
+export async function insertDevice(
+  db: Kysely<Database>,
+  device: { name: string | null; ownerId: number | null; ingestTokenDigest: string | null },
+) {
   const row = await db
     .insertInto('devices')
-    .values({ name, user_id: ownerId, created_at: Date.now() })
+    .values({
+      name: device.name,
+      user_id: device.ownerId,
+      created_at: Date.now(),
+      ingest_token_digest: device.ingestTokenDigest,
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
   return toDevice(row);
+}
+
+export async function renameDevice(db: Kysely<Database>, id: number, name: string | null): Promise<Device> {
+  const row = await db
+    .updateTable('devices')
+    .set({ name })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toDevice(row);
+}
+
+export async function setIngestTokenDigest(db: Kysely<Database>, id: number, digest: string): Promise<void> {
+  await db.updateTable('devices').set({ ingest_token_digest: digest }).where('id', '=', id).execute();
+}
+
+/** Deletes a device and, through the foreign key's cascade, all of its readings. */
+export async function deleteDevice(db: Kysely<Database>, id: number): Promise<void> {
+  await db.deleteFrom('devices').where('id', '=', id).execute();
 }
 
 export async function findDevice(db: Kysely<Database>, id: number): Promise<Device | undefined> {
@@ -39,8 +66,7 @@ export async function listDevices(
   return (await query.execute()).map(toDevice);
 }
 
-/** Which of `ids` name a device. */
-export async function existingDeviceIds(db: Kysely<Database>, ids: number[]): Promise<number[]> {
-  const rows = await db.selectFrom('devices').select('id').where('id', 'in', ids).execute();
-  return rows.map((row) => row.id);
+/** The devices among `ids` that exist, with the digest of their ingest token. */
+export function deviceIngestDigests(db: Kysely<Database>, ids: number[]) {
+  return db.selectFrom('devices').select(['id', 'ingest_token_digest']).where('id', 'in', ids).execute();
 }

@@ -2,19 +2,52 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
-import { invalidQuery, notFound } from '../http/errors.js';
+import { forbidden, invalidQuery, notFound } from '../http/errors.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
-import { errorResponses, MAX_ID } from '../http/schemas.js';
+import { errorResponses, MAX_ID, NoContent } from '../http/schemas.js';
 import type { Authenticator } from '../users/authenticate.js';
-import { findDevice, insertDevice, listDevices } from './queries.js';
-import { Device, DeviceCreate, DeviceListQuery, DeviceParams } from './schemas.js';
+import type { UserRow } from '../users/queries.js';
+import { newIngestToken } from './ingest-tokens.js';
+import type { KnownDevices } from './known-devices.js';
+import {
+  deleteDevice,
+  findDevice,
+  insertDevice,
+  listDevices,
+  renameDevice,
+  setIngestTokenDigest,
+} from './queries.js';
+import {
+  CreatedDevice,
+  Device,
+  DeviceCreate,
+  DeviceListQuery,
+  DeviceParams,
+  DeviceUpdate,
+  IngestToken,
+} from './schemas.js';
 
 export interface DeviceRoutesOptions {
   db: Kysely<Database>;
   auth: Authenticator;
+  devices: KnownDevices;
+  ingestAuth: 'open' | 'token';
 }
 
-export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (app, { db, auth }) => {
+const bearer = [{ bearer: [] }];
+
+export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (
+  app,
+  { db, auth, devices, ingestAuth },
+) => {
+  /** The device, if the caller may change it: its owner, or a superuser (the only one for an ownerless device). */
+  async function manageableDevice(id: number, user: UserRow | null): Promise<Device> {
+    const device = await findDevice(db, id);
+    if (!device) throw notFound(`Device ${id} not found`);
+    if (!user?.is_superuser && (device.user_id === null || device.user_id !== user?.id)) throw forbidden();
+    return device;
+  }
+
   app.post(
     '/device/',
     {
@@ -22,13 +55,23 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       schema: {
         tags: ['devices'],
         summary: 'Create a device (owned by the caller when a bearer token is sent)',
-        description: 'Answers 200, as the original service did: device firmware checks for exactly that.',
+        description:
+          'Answers 200, as the original service did: device firmware checks for exactly that. ' +
+          'With INGEST_AUTH=token the answer carries the device ingest token, shown only this once.',
         security: [{}, { bearer: [] }],
         body: DeviceCreate,
-        response: { 200: Device, ...errorResponses(401, 413, 415, 422) },
+        response: { 200: CreatedDevice, ...errorResponses(401, 413, 415, 422) },
       },
     },
-    async (request) => insertDevice(db, request.body.name ?? null, request.user?.id ?? null),
+    async (request) => {
+      const secret = ingestAuth === 'token' ? newIngestToken() : undefined;
+      const device = await insertDevice(db, {
+        name: request.body.name ?? null,
+        ownerId: request.user?.id ?? null,
+        ingestTokenDigest: secret?.digest ?? null,
+      });
+      return secret ? { ...device, ingest_token: secret.token } : device;
+    },
   );
 
   app.get(
@@ -62,6 +105,66 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       const device = await findDevice(db, request.params.device_id);
       if (!device) throw notFound(`Device ${request.params.device_id} not found`);
       return device;
+    },
+  );
+
+  app.patch(
+    '/device/:device_id',
+    {
+      onRequest: auth.activeUser,
+      schema: {
+        tags: ['devices'],
+        summary: 'Rename a device (its owner or a superuser)',
+        security: bearer,
+        params: DeviceParams,
+        body: DeviceUpdate,
+        response: { 200: Device, ...errorResponses(401, 403, 404, 413, 422) },
+      },
+    },
+    async (request) => {
+      const device = await manageableDevice(request.params.device_id, request.user);
+      return renameDevice(db, device.id, request.body.name);
+    },
+  );
+
+  app.delete(
+    '/device/:device_id',
+    {
+      onRequest: auth.activeUser,
+      schema: {
+        tags: ['devices'],
+        summary: 'Delete a device with all its readings (its owner or a superuser)',
+        security: bearer,
+        params: DeviceParams,
+        response: { 204: NoContent, ...errorResponses(401, 403, 404, 422) },
+      },
+    },
+    async (request, reply) => {
+      const device = await manageableDevice(request.params.device_id, request.user);
+      await deleteDevice(db, device.id);
+      devices.forget(device.id);
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/device/:device_id/ingest-token',
+    {
+      onRequest: auth.activeUser,
+      schema: {
+        tags: ['devices'],
+        summary: 'Give a device a new ingest token (its owner or a superuser); the old one stops working',
+        security: bearer,
+        params: DeviceParams,
+        response: { 200: IngestToken, ...errorResponses(401, 403, 404, 422) },
+      },
+    },
+    async (request) => {
+      const device = await manageableDevice(request.params.device_id, request.user);
+      const secret = newIngestToken();
+      await setIngestTokenDigest(db, device.id, secret.digest);
+      devices.forget(device.id);
+      return { device_id: device.id, ingest_token: secret.token };
     },
   );
 };

@@ -29,6 +29,34 @@ export const DeviceCreate = Type.Object(
 );
 export type DeviceCreate = Static<typeof DeviceCreate>;
 
+export const CreatedDevice = Type.Object(
+  {
+    ...Device.properties,
+    ingest_token: Type.Optional(
+      Type.String({
+        description:
+          'With INGEST_AUTH=token: the secret POST /data/ needs in the X-Device-Token header. Shown only here.',
+      }),
+    ),
+  },
+  { $id: 'CreatedDevice' },
+);
+
+export const DeviceUpdate = Type.Object(
+  { name: Type.Union([Type.String({ maxLength: 50, pattern: '^[^\\u0000]*$' }), Type.Null()]) },
+  { $id: 'DeviceUpdate', description: 'A new name (or null)' },
+);
+
+export const IngestToken = Type.Object(
+  {
+    device_id: Type.Integer(),
+    ingest_token: Type.String({
+      description: 'The new secret; the previous one stops working now. Shown only here.',
+    }),
+  },
+  { $id: 'IngestToken' },
+);
+
 export const DeviceListQuery = Type.Object({
   ...PageQuery,
   user_id: Type.Optional(Id('Only the devices of this owner')),

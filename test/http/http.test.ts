@@ -71,7 +71,7 @@ onEachEngine('http conventions', (h: Harness) => {
   it('answers a wrong method on a known path with 405 Method Not Allowed', async () => {
     for (const [method, url] of [
       ['PUT', '/data/'],
-      ['DELETE', '/device/'],
+      ['DELETE', '/data/'],
       ['PATCH', '/data/'],
       ['POST', '/health'],
       ['GET', '/auth/register'],
