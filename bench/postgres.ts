@@ -1,15 +1,96 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { makeReadings, type Rate, type RawEngine, type Reading, rate } from './readings.js';
+import {
+  largeBatches,
+  makeReadings,
+  type Rate,
+  type RawEngine,
+  type RawStatement,
+  type Reading,
+  type ReadingTuple,
+  rate,
+  type SeriesSpec,
+  type StatisticsSpec,
+} from './readings.js';
 
 const DAY_MS = 86_400_000;
 const PARALLEL_CONNECTIONS = [1, 2, 4];
 const INSERT_UNNEST = `insert into data (device_id, x, y, z, created_at)
   select * from unnest($1::int[], $2::float8[], $3::float8[], $4::float8[], $5::int8[])`;
 const INSERT_ONE = 'insert into data (device_id, x, y, z, created_at) values ($1, $2, $3, $4, $5)';
-/** The statement the API runs for GET /analyze_statistics/ (attr x, no filter). */
-const AGGREGATE = `select count(*) as count, min(x) as min, max(x) as max, sum(x) as sum, avg(x) as mean,
-  percentile_cont(0.5) within group (order by x) as median from data`;
+/** Rows per INSERT ... unnest statement when loading the large dataset. */
+const LARGE_BATCH_ROWS = 50_000;
+
+/**
+ * GET /analyze_statistics/ by hand, as src/statistics/reading-statistics.ts builds it for PostgreSQL:
+ * the filtered rows as CTE `selected`, the mean of each value as CTE `means`, then per value count,
+ * min, max, the median and each percentile (percentile_cont ... within group), the sum, and the sum of
+ * squared deviations from the mean (the variance's second pass).
+ */
+function statisticsSql(spec: StatisticsSpec): RawStatement {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (spec.deviceId !== undefined) {
+    values.push(spec.deviceId);
+    where.push(`data.device_id = $${values.length}`);
+  }
+  if (spec.start !== undefined) {
+    values.push(spec.start);
+    where.push(`data.created_at >= $${values.length}`);
+  }
+  if (spec.end !== undefined) {
+    values.push(spec.end);
+    where.push(`data.created_at <= $${values.length}`);
+  }
+  const filter = where.length > 0 ? ` where ${where.join(' and ')}` : '';
+  const means = spec.attrs.map((a) => `avg(selected.${a}) as ${a}_mean`).join(', ');
+  const percentile = (a: string, fraction: number) =>
+    `percentile_cont(${fraction}) within group (order by selected.${a})`;
+  const columns = spec.attrs.flatMap((a) => [
+    `count(selected.${a}) as ${a}_count`,
+    `min(selected.${a}) as ${a}_min`,
+    `max(selected.${a}) as ${a}_max`,
+    `${percentile(a, 0.5)} as ${a}_median`,
+    ...spec.percentiles.map((p, i) => `${percentile(a, p / 100)} as ${a}_p${i}`),
+    `sum(selected.${a}) as ${a}_sum`,
+    `sum((selected.${a} - means.${a}_mean) * (selected.${a} - means.${a}_mean)) as ${a}_squares`,
+  ]);
+  return {
+    text:
+      `with selected as (select data.device_id, data.x, data.y, data.z from data${filter}), ` +
+      `means as (select ${means} from selected) ` +
+      `select ${columns.join(', ')} from selected cross join means`,
+    values,
+  };
+}
+
+/**
+ * GET /analyze_statistics/series by hand, as src/statistics/reading-series.ts builds it for
+ * PostgreSQL: the [start, end) buckets unnested from two arrays, cross joined to the device's readings.
+ */
+function seriesSql(spec: SeriesSpec): RawStatement {
+  const a = spec.attr;
+  return {
+    text:
+      `select buckets.i - 1 as bucket, count(data.${a}) as count, min(data.${a}) as min, ` +
+      `max(data.${a}) as max, sum(data.${a}) as sum ` +
+      'from unnest($1::int8[], $2::int8[]) with ordinality as buckets(lo, hi, i) ' +
+      'cross join data ' +
+      'where data.created_at >= buckets.lo and data.created_at < buckets.hi and data.device_id = $3 ' +
+      'and data.created_at >= $4 and data.created_at <= $5 ' +
+      'group by buckets.i order by buckets.i',
+    values: [spec.boundaries.slice(0, -1), spec.boundaries.slice(1), spec.deviceId, spec.start, spec.end],
+  };
+}
+
+/**
+ * The statement the API runs for GET /analyze_statistics/ (attr x, no filter): since the variance
+ * arrived it is the statistics query above, with the means CTE and a second pass for the squared
+ * deviations.
+ */
+const AGGREGATE = statisticsSql({ attrs: ['x'], percentiles: [] }).text;
+
+const tupleColumns = (batch: ReadingTuple[]) => [0, 1, 2, 3, 4].map((i) => batch.map((r) => r[i]));
 
 const columns = (readings: Reading[], at: (i: number) => number) => [
   readings.map((r) => r.device_id),
@@ -67,13 +148,62 @@ export async function postgresEngine(adminUrl: string): Promise<RawEngine> {
       return rate(rows, (performance.now() - began) / 1000);
     },
 
-    aggregateSql: AGGREGATE.replace(/\s+/g, ' '),
+    aggregateSql: AGGREGATE,
 
     async aggregate() {
       const db = await open();
       const began = performance.now();
       const result: unknown = (await db.query(AGGREGATE)).rows[0];
       return { ms: performance.now() - began, result };
+    },
+
+    statisticsSql,
+    seriesSql,
+
+    // Unnamed statements with bound parameters, as the server's pool sends them.
+    async run(statement, rows) {
+      const db = await open();
+      const began = performance.now();
+      const answer = await db.query(statement.text, statement.values);
+      const result: unknown = rows === 'one' ? answer.rows[0] : answer.rows;
+      return { ms: performance.now() - began, result };
+    },
+
+    async explain(statement) {
+      const db = await open();
+      const answer = await db.query<{ 'QUERY PLAN': string }>(`explain ${statement.text}`, statement.values);
+      return answer.rows.map((row) => row['QUERY PLAN']);
+    },
+
+    async bulkLoadLarge(plan) {
+      const db = await open();
+      const { rows: indexes } = await db.query<{ name: string; definition: string }>(
+        `select i.relname as name, pg_get_indexdef(i.oid) as definition
+         from pg_index x join pg_class i on i.oid = x.indexrelid
+         where x.indrelid = 'data'::regclass and not x.indisprimary and not x.indisunique`,
+      );
+      const ticks = Math.max(1, Math.floor(LARGE_BATCH_ROWS / plan.deviceIds.length));
+      const began = performance.now();
+      for (const index of indexes) await db.query(`drop index "${index.name}"`);
+      for (const batch of largeBatches(plan, ticks)) {
+        await db.query(INSERT_UNNEST, tupleColumns(batch));
+      }
+      await db.query("set maintenance_work_mem = '256MB'");
+      for (const index of indexes) await db.query(index.definition);
+      await db.query('reset maintenance_work_mem');
+      await db.query('vacuum analyze data');
+      return {
+        method:
+          `INSERT ... SELECT FROM unnest per ${(ticks * plan.deviceIds.length).toLocaleString('en-US')} rows, ` +
+          `${indexes.map((index) => index.name).join(' and ')} dropped and rebuilt from their definitions, vacuum analyze`,
+        ...rate(plan.rows, (performance.now() - began) / 1000),
+      };
+    },
+
+    async sizeBytes() {
+      const db = await open();
+      const answer = await db.query<{ bytes: string }>("select pg_total_relation_size('data') as bytes");
+      return Number(answer.rows[0]?.bytes ?? 0);
     },
 
     async singleRowTransactions(deviceId, budget) {

@@ -51,6 +51,102 @@ export const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
 };
 
+const DAY_MS = 86_400_000;
+
+/**
+ * The large dataset: `rows` readings of `deviceIds` over the `days` whole UTC days that end at
+ * today's midnight UTC. Every device reports at a fixed interval (about 78 s for 10M readings from
+ * 100 devices over 90 days) with its own phase and a little jitter, so the devices interleave the way
+ * live traffic does and created_at (epoch milliseconds) only roughly increases.
+ */
+export interface LargePlan {
+  rows: number;
+  deviceIds: number[];
+  days: number;
+  startMs: number;
+  endMs: number;
+  /** Readings per device (the last tick may stop short of some devices to total `rows`). */
+  perDevice: number;
+  intervalMs: number;
+}
+
+export function largePlan(rows: number, deviceIds: number[], days: number, now = Date.now()): LargePlan {
+  const endMs = Math.floor(now / DAY_MS) * DAY_MS;
+  const perDevice = Math.ceil(rows / deviceIds.length);
+  return {
+    rows,
+    deviceIds,
+    days,
+    startMs: endMs - days * DAY_MS,
+    endMs,
+    perDevice,
+    intervalMs: (days * DAY_MS) / perDevice,
+  };
+}
+
+/** One reading as stored: [device_id, x, y, z, created_at]. */
+export type ReadingTuple = [number, number, number, number, number];
+
+/**
+ * The large dataset in time order, `ticksPerBatch` report intervals (of every device) per batch.
+ * x is a temperature with a daily cycle, y a humidity, z a pressure, all to two decimals.
+ */
+export function* largeBatches(plan: LargePlan, ticksPerBatch: number): Generator<ReadingTuple[]> {
+  const random = prng(4242);
+  const devices = plan.deviceIds.length;
+  const round2 = (value: number) => Math.round(value * 100) / 100;
+  let produced = 0;
+  for (let tick = 0; tick < plan.perDevice && produced < plan.rows; tick += ticksPerBatch) {
+    const batch: ReadingTuple[] = [];
+    const lastTick = Math.min(plan.perDevice, tick + ticksPerBatch);
+    for (let k = tick; k < lastTick && produced < plan.rows; k++) {
+      for (let d = 0; d < devices && produced < plan.rows; d++) {
+        const phase = (d / devices) * plan.intervalMs;
+        const jitter = (random() - 0.5) * 0.2 * plan.intervalMs;
+        const at = Math.floor(plan.startMs + k * plan.intervalMs + phase + jitter);
+        const createdAt = Math.min(plan.endMs - 1, Math.max(plan.startMs, at));
+        const dayAngle = (2 * Math.PI * (createdAt % DAY_MS)) / DAY_MS;
+        batch.push([
+          plan.deviceIds[d] as number,
+          round2(20 + d / 10 + 5 * Math.sin(dayAngle) + random() * 2),
+          round2(40 + 30 * random()),
+          round2(1000 + 20 * random()),
+          createdAt,
+        ]);
+        produced += 1;
+      }
+    }
+    yield batch;
+  }
+}
+
+/** A statement with its parameters, run straight through a driver. */
+export interface RawStatement {
+  text: string;
+  values: unknown[];
+}
+
+/** The selection and statistics of one GET /analyze_statistics/ request, for the hand-written SQL. */
+export interface StatisticsSpec {
+  attrs: Array<'x' | 'y' | 'z'>;
+  /** 0 to 100; the median is always computed. */
+  percentiles: number[];
+  deviceId?: number;
+  /** Inclusive bounds in epoch milliseconds. */
+  start?: number;
+  end?: number;
+}
+
+/** One GET /analyze_statistics/series request of one device, with the bucket boundaries it computes. */
+export interface SeriesSpec {
+  attr: 'x' | 'y' | 'z';
+  deviceId: number;
+  start: number;
+  end: number;
+  /** One more than the buckets: the start of each, then the end of the last. */
+  boundaries: number[];
+}
+
 /** The raw side of an engine: direct loading, and the ceilings measured straight through its driver. */
 export interface RawEngine {
   readonly engine: 'sqlite' | 'postgres';
@@ -62,6 +158,21 @@ export interface RawEngine {
   readonly aggregateSql: string;
   /** Runs that SQL once straight through the driver. */
   aggregate(): Promise<{ ms: number; result: unknown }>;
+  /** The SQL GET /analyze_statistics/ runs for `spec`, written out by hand for this engine. */
+  statisticsSql(spec: StatisticsSpec): RawStatement;
+  /** The SQL GET /analyze_statistics/series runs for `spec`, written out by hand for this engine. */
+  seriesSql(spec: SeriesSpec): RawStatement;
+  /** Runs a statement once (prepared once and kept, as the server keeps its statements), timed. */
+  run(statement: RawStatement, rows: 'one' | 'all'): Promise<{ ms: number; result: unknown }>;
+  /** The engine's plan of a statement (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN), one line each. */
+  explain(statement: RawStatement): Promise<string[]>;
+  /**
+   * Writes the large dataset straight through the driver, in batches; the data indexes are dropped
+   * first and rebuilt from their own definitions afterwards (how a bulk load is done).
+   */
+  bulkLoadLarge(plan: LargePlan): Promise<Rate & { method: string }>;
+  /** The size of the data on disk (SQLite: the database file; PostgreSQL: the data table and its indexes). */
+  sizeBytes(): Promise<number>;
   /** One row per transaction (per statement, autocommit). */
   singleRowTransactions(deviceId: number, budget: Budget): Promise<Rate>;
   /** 1,000-row batches, every reasonable way this engine has; the caller takes the fastest. */

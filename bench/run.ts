@@ -8,10 +8,17 @@
  * BENCH_RAW_SECONDS (3) per raw insert loop, BENCH_ROWS (1000000) for the statistics,
  * BENCH_STATS_REQUESTS (15), BENCH_DATABASE_URL (a PostgreSQL server the bench may create a
  * database on), BENCH_ENGINES (sqlite,postgres: which of them to run).
+ *
+ * The analytics scenarios (issue 4): BENCH_PERCENTILE_REQUESTS (5) for attr=x,y,z with percentiles
+ * over the BENCH_ROWS readings; BENCH_LARGE_ROWS for the large dataset in a fresh database and
+ * server of its own (default 10,000,000 on SQLite and none on PostgreSQL; 0 skips it), with
+ * BENCH_LARGE_REQUESTS (15) per scenario; BENCH_SCENARIO_SECONDS (60) caps each request loop (it
+ * still takes 3 requests, so a median exists).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { createDevice, probePost, timedGet } from './api.js';
 import { postgresEngine } from './postgres.js';
@@ -26,13 +33,22 @@ import {
   stopChild,
   waitUntilReady,
 } from './processes.js';
-import { makeReadings, median, type RawEngine } from './readings.js';
+import {
+  largePlan,
+  makeReadings,
+  median,
+  type RawEngine,
+  type RawStatement,
+  type StatisticsSpec,
+} from './readings.js';
 import {
   type BareResult,
   type EngineResult,
   engineRows,
   type HttpFigure,
+  type LargeResult,
   renderTable,
+  type Scenario,
   type TableRow,
 } from './report.js';
 import { sqliteEngine } from './sqlite.js';
@@ -52,6 +68,14 @@ function setting(name: string, fallback: number, min: number, max: number): numb
   return value;
 }
 
+/** BENCH_LARGE_ROWS as given (null when unset: each engine's default applies). */
+function largeRowsSetting(): number | null {
+  if (process.env.BENCH_LARGE_ROWS === undefined || process.env.BENCH_LARGE_ROWS === '') return null;
+  const rows = Math.round(setting('BENCH_LARGE_ROWS', 0, 0, 50_000_000));
+  if (rows > 0 && rows < 10_000) throw new Error('BENCH_LARGE_ROWS must be 0 (skip) or from 10000');
+  return rows;
+}
+
 function readSettings() {
   return {
     seconds: Math.round(setting('BENCH_SECONDS', 10, 1, 120)),
@@ -59,6 +83,10 @@ function readSettings() {
     rawSeconds: setting('BENCH_RAW_SECONDS', 3, 0.5, 60),
     rows: Math.round(setting('BENCH_ROWS', 1_000_000, 1000, 50_000_000)),
     statsRequests: Math.round(setting('BENCH_STATS_REQUESTS', 15, 3, 200)),
+    percentileRequests: Math.round(setting('BENCH_PERCENTILE_REQUESTS', 5, 3, 200)),
+    largeRows: largeRowsSetting(),
+    largeRequests: Math.round(setting('BENCH_LARGE_REQUESTS', 15, 3, 200)),
+    scenarioSeconds: setting('BENCH_SCENARIO_SECONDS', 60, 5, 1800),
     threads: THREADS,
     batchSize: BATCH_SIZE,
   };
@@ -74,11 +102,31 @@ const settings = (() => {
   }
 })();
 const RAW_MAX_ROWS = 20_000_000;
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+/** The large dataset: this many devices over this many whole UTC days. */
+const LARGE_DEVICES = 100;
+const LARGE_DAYS = 90;
+const LARGE_DEFAULT_ROWS = { sqlite: 10_000_000, postgres: 0 } as const;
+const SERIES_DAYS = 30;
+const PERCENTILES = [5, 25, 75, 95, 99];
 
 const log = (message: string) => console.error(`[bench] ${message}`);
 
 /** Whatever must be undone, newest first: engines' databases, the temp dir. */
 const cleanups: Array<() => Promise<void> | void> = [];
+
+/** Registers an undo step that may also be run early (its files go as soon as they are done with). */
+function cleanupStep(undo: () => Promise<void> | void): () => Promise<void> {
+  let done = false;
+  const once = async () => {
+    if (done) return;
+    done = true;
+    await undo();
+  };
+  cleanups.push(once);
+  return once;
+}
 
 async function cleanUp(): Promise<void> {
   await stopAllChildren().catch(() => killAllChildren());
@@ -177,6 +225,296 @@ async function startServer(raw: RawEngine, dataDir: string): Promise<{ child: Ch
 
 const statusReason = (status: number) => `${status}`;
 
+type Attr = 'x' | 'y' | 'z';
+type StatisticsFields = {
+  count?: unknown;
+  min?: unknown;
+  max?: unknown;
+  median?: unknown;
+  percentiles?: Record<string, unknown>;
+};
+
+/**
+ * Whether the API answer and the raw row hold the same statistics: a different count stops the bench
+ * (the two did not select the same readings); any other difference is reported.
+ */
+function statisticsAgree(label: string, spec: StatisticsSpec, apiBody: unknown, rawRow: unknown): boolean {
+  const row = (rawRow ?? {}) as Record<string, unknown>;
+  const byAttr = (spec.attrs.length === 1 ? { [spec.attrs[0] as Attr]: apiBody } : (apiBody ?? {})) as Record<
+    string,
+    StatisticsFields | undefined
+  >;
+  let agree = true;
+  for (const attr of spec.attrs) {
+    const api = byAttr[attr] ?? {};
+    if (Number(api.count) !== Number(row[`${attr}_count`])) {
+      throw new Error(
+        `${label}: the API counted ${String(api.count)} ${attr} readings, the raw SQL ${String(row[`${attr}_count`])}`,
+      );
+    }
+    const pairs: Array<[string, unknown, unknown]> = [
+      ['min', api.min, row[`${attr}_min`]],
+      ['max', api.max, row[`${attr}_max`]],
+      ['median', api.median, row[`${attr}_median`]],
+      ...spec.percentiles.map(
+        (p, i) => [`p${p}`, api.percentiles?.[String(p)], row[`${attr}_p${i}`]] as [string, unknown, unknown],
+      ),
+    ];
+    for (const [name, fromApi, fromRaw] of pairs) {
+      if (Number(fromApi) !== Number(fromRaw)) {
+        log(`${label}: ${attr} ${name} differs: API ${String(fromApi)}, raw ${String(fromRaw)}`);
+        agree = false;
+      }
+    }
+  }
+  return agree;
+}
+
+/** Every bucket the API answered, against the raw rows: same counts, min and max. */
+function seriesAgree(label: string, apiBody: unknown, rawRows: unknown): boolean {
+  const api = apiBody as Array<{ count: number; min: unknown; max: unknown }>;
+  const raw = rawRows as Array<{ count: unknown; min: unknown; max: unknown }>;
+  if (!Array.isArray(api) || !Array.isArray(raw) || api.length !== raw.length) {
+    throw new Error(
+      `${label}: the API answered ${Array.isArray(api) ? api.length : 'no'} buckets, the raw SQL ${Array.isArray(raw) ? raw.length : 'no'}`,
+    );
+  }
+  const differing = api.filter((bucket, i) => {
+    const row = raw[i];
+    return (
+      !row ||
+      bucket.count !== Number(row.count) ||
+      Number(bucket.min) !== Number(row.min) ||
+      Number(bucket.max) !== Number(row.max)
+    );
+  }).length;
+  if (differing > 0) log(`${label}: ${differing} buckets differ between the API and the raw SQL`);
+  return differing === 0;
+}
+
+/** A series' bucket list is long: its first entries say enough in the report. */
+function shortened(value: unknown): unknown {
+  if (typeof value === 'string' && value.length > 120)
+    return `${value.slice(0, 120)}... (${value.length} chars)`;
+  if (Array.isArray(value) && value.length > 4) return [...value.slice(0, 3), `... (${value.length} values)`];
+  return value;
+}
+
+/**
+ * One API request and one raw run first (discarded: statements prepared, pages cached), then
+ * `count` of each interleaved, so that a noisy moment hits both alike; the loop also stops once
+ * BENCH_SCENARIO_SECONDS have passed (after 3 of each at the least).
+ */
+async function interleaved(
+  label: string,
+  base: string,
+  request: string,
+  raw: RawEngine,
+  statement: RawStatement,
+  rows: 'one' | 'all',
+  count: number,
+): Promise<Omit<Scenario, 'answersAgree'>> {
+  const url = `${base}${request}`;
+  await timedGet(url);
+  await raw.run(statement, rows);
+  const deadline = performance.now() + settings.scenarioSeconds * 1000;
+  const apiRunsMs: number[] = [];
+  const rawRunsMs: number[] = [];
+  let apiAnswer: unknown;
+  let rawAnswer: unknown;
+  while (apiRunsMs.length < count && (apiRunsMs.length < 3 || performance.now() < deadline)) {
+    const api = await timedGet(url);
+    apiRunsMs.push(api.ms);
+    apiAnswer = api.body;
+    const direct = await raw.run(statement, rows);
+    rawRunsMs.push(direct.ms);
+    rawAnswer = direct.result;
+  }
+  const apiMedianMs = median(apiRunsMs);
+  const rawMedianMs = median(rawRunsMs);
+  log(
+    `${label}: API ${apiMedianMs.toFixed(1)} ms, raw SQL ${rawMedianMs.toFixed(1)} ms ` +
+      `(medians of ${apiRunsMs.length})`,
+  );
+  return {
+    request,
+    requests: apiRunsMs.length,
+    apiMedianMs,
+    apiRunsMs,
+    rawMedianMs,
+    rawRunsMs,
+    rawSql: statement.text,
+    rawParams: statement.values.map(shortened),
+    apiToRaw: apiMedianMs / rawMedianMs,
+    apiAnswer,
+    rawAnswer,
+  };
+}
+
+/**
+ * Every statistic of x, y and z with five percentiles, over all the readings (issue 4). It gets a
+ * server process of its own on the same database: SQLite's percentile_cont holds every value of
+ * each of its 18 aggregates (some 150 MB over 1M readings), and the heap a process has grown stays
+ * with it, which would inflate the ingest memory figure of the main server.
+ */
+async function benchPercentiles(raw: RawEngine, dataDir: string): Promise<Scenario> {
+  const label = `${raw.engine} attr=x,y,z with percentiles`;
+  log(
+    `${label}: a second server on the same database, ${settings.percentileRequests} requests and as many raw runs`,
+  );
+  const { child: server, base } = await startServer(raw, dataDir);
+  try {
+    const spec: StatisticsSpec = { attrs: ['x', 'y', 'z'], percentiles: PERCENTILES };
+    const request = `/analyze_statistics/?attr=x,y,z&percentiles=${PERCENTILES.join(',')}`;
+    const measured = await interleaved(
+      label,
+      base,
+      request,
+      raw,
+      raw.statisticsSql(spec),
+      'one',
+      settings.percentileRequests,
+    );
+    const answersAgree = statisticsAgree(label, spec, measured.apiAnswer, measured.rawAnswer);
+    const count = (measured.apiAnswer as { x?: { count?: unknown } } | undefined)?.x?.count;
+    if (count !== settings.rows)
+      throw new Error(`${label}: the API counted ${String(count)}, not ${settings.rows}`);
+    return { ...measured, answersAgree };
+  } finally {
+    await stopChild(server, 30_000);
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * The large dataset in a fresh database and server of its own: 100 devices made through the API,
+ * then the readings loaded straight through the driver; a one-day window and a 30-day hourly series
+ * of one device, each against its raw SQL, and the plan of the window's statement.
+ */
+async function benchLarge(engine: 'sqlite' | 'postgres', work: string, rows: number): Promise<LargeResult> {
+  const dir = join(work, `${engine}-large`);
+  mkdirSync(dir, { recursive: true });
+  const raw =
+    engine === 'sqlite'
+      ? sqliteEngine(join(dir, 'statistics.db'))
+      : await postgresEngine(process.env.BENCH_DATABASE_URL ?? '');
+  const dispose = cleanupStep(async () => {
+    await raw.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    log(`${engine} large: starting a fresh server (${raw.databaseUrl})`);
+    const { child: server, base } = await startServer(raw, dir);
+    try {
+      const deviceIds: number[] = [];
+      for (let i = 0; i < LARGE_DEVICES; i++) deviceIds.push(await createDevice(base));
+      const plan = largePlan(rows, deviceIds, LARGE_DAYS);
+      log(
+        `${engine} large: loading ${rows.toLocaleString('en-US')} readings of ${LARGE_DEVICES} devices ` +
+          `over ${LARGE_DAYS} days (${iso(plan.startMs)} to ${iso(plan.endMs)}) straight into the database`,
+      );
+      const load = await raw.bulkLoadLarge(plan);
+      log(
+        `${engine} large: loaded in ${load.seconds.toFixed(1)} s (${Math.round(load.rowsPerSecond)} rows/s)`,
+      );
+      const dataBytes = await raw.sizeBytes();
+      const deviceId = deviceIds[Math.floor(deviceIds.length / 2)] as number;
+
+      // One UTC day in the middle of the range, both bounds inclusive as the API takes them.
+      const dayStart = plan.startMs + Math.floor(LARGE_DAYS / 2) * DAY_MS;
+      const daySpec: StatisticsSpec = {
+        attrs: ['x'],
+        percentiles: [],
+        deviceId,
+        start: dayStart,
+        end: dayStart + DAY_MS - 1,
+      };
+      // ISO instants hold only characters a query string takes as they are.
+      const dayQuery = `device_id=${deviceId}&start_date=${iso(dayStart)}&end_date=${iso(dayStart + DAY_MS - 1)}`;
+      const dayStatement = raw.statisticsSql(daySpec);
+      const dayPlan = await raw.explain(dayStatement);
+      const windowLabel = `${engine} large: one device, one day`;
+      const window = await interleaved(
+        windowLabel,
+        base,
+        `/analyze_statistics/?${dayQuery}`,
+        raw,
+        dayStatement,
+        'one',
+        settings.largeRequests,
+      );
+      const windowAgree = statisticsAgree(windowLabel, daySpec, window.apiAnswer, window.rawAnswer);
+
+      // 30 whole UTC days in hourly buckets: the boundaries the API computes for bucket=1h in UTC.
+      const seriesStart = plan.startMs + Math.min(SERIES_DAYS, LARGE_DAYS - SERIES_DAYS) * DAY_MS;
+      const seriesEnd = seriesStart + SERIES_DAYS * DAY_MS - 1;
+      const boundaries = Array.from({ length: SERIES_DAYS * 24 + 1 }, (_, h) => seriesStart + h * HOUR_MS);
+      const seriesQuery = `device_id=${deviceId}&bucket=1h&start_date=${iso(seriesStart)}&end_date=${iso(seriesEnd)}`;
+      const seriesStatement = raw.seriesSql({
+        attr: 'x',
+        deviceId,
+        start: seriesStart,
+        end: seriesEnd,
+        boundaries,
+      });
+      const seriesPlan = await raw.explain(seriesStatement);
+      const seriesLabel = `${engine} large: one device, 30 days hourly`;
+      const series = await interleaved(
+        seriesLabel,
+        base,
+        `/analyze_statistics/series?${seriesQuery}`,
+        raw,
+        seriesStatement,
+        'all',
+        settings.largeRequests,
+      );
+      const seriesAgreeing = seriesAgree(seriesLabel, series.apiAnswer, series.rawAnswer);
+      return {
+        status: 'measured',
+        instance: 'fresh database and server of its own',
+        rows,
+        devices: LARGE_DEVICES,
+        days: LARGE_DAYS,
+        firstReading: iso(plan.startMs),
+        endOfData: iso(plan.endMs),
+        load,
+        dataBytes,
+        window: {
+          ...window,
+          answersAgree: windowAgree,
+          readings: Number((window.apiAnswer as { count?: unknown } | undefined)?.count ?? 0),
+          plan: dayPlan,
+        },
+        series: {
+          ...series,
+          answersAgree: seriesAgreeing,
+          buckets: boundaries.length - 1,
+          bucketsWithReadings: Array.isArray(series.apiAnswer) ? series.apiAnswer.length : 0,
+          plan: seriesPlan,
+          // Checked bucket by bucket above; the first few show the shape.
+          apiAnswer: shortened(series.apiAnswer),
+          rawAnswer: shortened(series.rawAnswer),
+        },
+      };
+    } finally {
+      log(`${engine} large: stopping the server`);
+      await stopChild(server, 30_000);
+    }
+  } finally {
+    await raw.close();
+    await dispose();
+  }
+}
+
+function largeRowsFor(engine: 'sqlite' | 'postgres'): { rows: number; reason: string } {
+  if (settings.largeRows !== null) return { rows: settings.largeRows, reason: 'BENCH_LARGE_ROWS=0' };
+  return {
+    rows: LARGE_DEFAULT_ROWS[engine],
+    reason: 'not run on PostgreSQL unless BENCH_LARGE_ROWS is set',
+  };
+}
+
 async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Promise<EngineResult> {
   const engine = raw.engine;
   const dataDir = join(work, engine);
@@ -209,6 +547,7 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
   const count = (apiAnswer as { count?: unknown } | undefined)?.count;
   if (count !== settings.rows)
     throw new Error(`the API counted ${String(count)} readings, not ${settings.rows}`);
+  const percentiles = await benchPercentiles(raw, dataDir);
   await raw.close();
 
   // Ingest through the API, with the server's memory sampled throughout.
@@ -291,6 +630,8 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
       apiAnswer,
       rawAnswer,
     },
+    percentiles,
+    large: { status: 'skipped', reason: 'not run yet' },
     serverMemory,
     ceilings: { singleRowTransactions, batched, fastestBatched },
     ratios: {
@@ -343,7 +684,13 @@ async function main(): Promise<void> {
       raw = await postgresEngine(process.env.BENCH_DATABASE_URL ?? '');
     }
     cleanups.push(() => raw.dispose());
-    results.push(await benchEngine(raw, work, bare));
+    const result = await benchEngine(raw, work, bare);
+    const large = largeRowsFor(engine);
+    result.large =
+      large.rows > 0
+        ? await benchLarge(engine, work, large.rows)
+        : { status: 'skipped', reason: large.reason };
+    results.push(result);
   }
 
   const rows: TableRow[] = results.flatMap((result) => engineRows(result, bare));
@@ -372,6 +719,18 @@ async function main(): Promise<void> {
     `${machine.loadGenerator}; ${settings.seconds} s per run after ${settings.warmupSeconds} s warm-up\n`,
   );
   console.log(table);
+  for (const result of results) {
+    if (result.large.status !== 'measured') continue;
+    const how = result.engine === 'sqlite' ? 'EXPLAIN QUERY PLAN' : 'EXPLAIN';
+    for (const [name, scenario] of [
+      ['one-day window', result.large.window],
+      ['30-day hourly series', result.large.series],
+    ] as const) {
+      console.log(`\n${result.engine} ${how}, ${name} (${scenario.request}):`);
+      console.log(`  ${scenario.rawSql}\n  params ${JSON.stringify(scenario.rawParams)}`);
+      for (const line of scenario.plan) console.log(`    ${line}`);
+    }
+  }
   console.log(`\nwritten to bench/results.json (${report.durationSeconds} s in all)`);
 }
 

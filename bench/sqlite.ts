@@ -1,18 +1,99 @@
 import { performance } from 'node:perf_hooks';
 import SQLite from 'better-sqlite3';
-import { type Budget, makeReadings, type Rate, type RawEngine, rate } from './readings.js';
+import {
+  type Budget,
+  largeBatches,
+  makeReadings,
+  type Rate,
+  type RawEngine,
+  type RawStatement,
+  type ReadingTuple,
+  rate,
+  type SeriesSpec,
+  type StatisticsSpec,
+} from './readings.js';
 
 const DAY_MS = 86_400_000;
 const INSERT = 'insert into data (device_id, x, y, z, created_at) values (?, ?, ?, ?, ?)';
 const INSERT_JSON = `insert into data (device_id, x, y, z, created_at)
   select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 from json_each(?)`;
-/** The statement the API runs for GET /analyze_statistics/ (attr x, no filter). */
-const AGGREGATE =
-  'select count(*) as count, min(x) as min, max(x) as max, sum(x) as sum, avg(x) as mean, median(x) as median from data';
+/** The server's page cache (src/db/database.ts: cache_size = -65536, 64 MiB). */
+const CACHE_SIZE = -65_536;
+/** Rows per transaction when loading the large dataset. */
+const LARGE_BATCH_ROWS = 20_000;
 
-/** better-sqlite3 on the server's own file, with the server's pragmas (WAL, synchronous=NORMAL, foreign keys). */
+/**
+ * GET /analyze_statistics/ by hand, as src/statistics/reading-statistics.ts builds it for SQLite: the
+ * filtered rows as CTE `selected`, the mean of each value as CTE `means`, then per value count, min,
+ * max, the median and each percentile (percentile_cont, interpolated), the sum, and the sum of
+ * squared deviations from the mean (the variance's second pass).
+ */
+function statisticsSql(spec: StatisticsSpec): RawStatement {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (spec.deviceId !== undefined) {
+    where.push('data.device_id = ?');
+    values.push(spec.deviceId);
+  }
+  if (spec.start !== undefined) {
+    where.push('data.created_at >= ?');
+    values.push(spec.start);
+  }
+  if (spec.end !== undefined) {
+    where.push('data.created_at <= ?');
+    values.push(spec.end);
+  }
+  const filter = where.length > 0 ? ` where ${where.join(' and ')}` : '';
+  const means = spec.attrs.map((a) => `avg(selected.${a}) as ${a}_mean`).join(', ');
+  const columns = spec.attrs.flatMap((a) => [
+    `count(selected.${a}) as ${a}_count`,
+    `min(selected.${a}) as ${a}_min`,
+    `max(selected.${a}) as ${a}_max`,
+    `percentile_cont(selected.${a}, 0.5) as ${a}_median`,
+    ...spec.percentiles.map((p, i) => `percentile_cont(selected.${a}, ${p / 100}) as ${a}_p${i}`),
+    `sum(selected.${a}) as ${a}_sum`,
+    `sum((selected.${a} - means.${a}_mean) * (selected.${a} - means.${a}_mean)) as ${a}_squares`,
+  ]);
+  return {
+    text:
+      `with selected as (select data.device_id, data.x, data.y, data.z from data${filter}), ` +
+      `means as (select ${means} from selected) ` +
+      `select ${columns.join(', ')} from selected cross join means`,
+    values,
+  };
+}
+
+/**
+ * GET /analyze_statistics/series by hand, as src/statistics/reading-series.ts builds it for SQLite:
+ * the [start, end) buckets as a json_each list, cross joined to the device's readings in each.
+ */
+function seriesSql(spec: SeriesSpec): RawStatement {
+  const ranges = spec.boundaries.slice(0, -1).map((lo, i) => [lo, spec.boundaries[i + 1]]);
+  const a = spec.attr;
+  return {
+    text:
+      `select buckets.i - 1 as bucket, count(data.${a}) as count, min(data.${a}) as min, ` +
+      `max(data.${a}) as max, sum(data.${a}) as sum ` +
+      'from (select key + 1 as i, value ->> 0 as lo, value ->> 1 as hi from json_each(?)) as buckets ' +
+      'cross join data ' +
+      'where data.created_at >= buckets.lo and data.created_at < buckets.hi and data.device_id = ? ' +
+      'and data.created_at >= ? and data.created_at <= ? ' +
+      'group by buckets.i order by buckets.i',
+    values: [JSON.stringify(ranges), spec.deviceId, spec.start, spec.end],
+  };
+}
+
+/**
+ * The statement the API runs for GET /analyze_statistics/ (attr x, no filter): since the variance
+ * arrived it is the statistics query above, with the means CTE and a second pass for the squared
+ * deviations.
+ */
+const AGGREGATE = statisticsSql({ attrs: ['x'], percentiles: [] }).text;
+
+/** better-sqlite3 on the server's own file, with the server's pragmas (WAL, synchronous=NORMAL, foreign keys, 64 MiB cache). */
 export function sqliteEngine(path: string): RawEngine {
   let connection: SQLite.Database | undefined;
+  const statements = new Map<string, SQLite.Statement>();
   const open = () => {
     if (connection) return connection;
     connection = new SQLite(path);
@@ -20,7 +101,21 @@ export function sqliteEngine(path: string): RawEngine {
     connection.pragma('synchronous = NORMAL');
     connection.pragma('foreign_keys = ON');
     connection.pragma('busy_timeout = 5000');
+    connection.pragma(`cache_size = ${CACHE_SIZE}`);
     return connection;
+  };
+  const cached = (text: string) => {
+    let statement = statements.get(text);
+    if (!statement) {
+      statement = open().prepare(text);
+      statements.set(text, statement);
+    }
+    return statement;
+  };
+  const shut = () => {
+    statements.clear();
+    connection?.close();
+    connection = undefined;
   };
 
   return {
@@ -53,6 +148,66 @@ export function sqliteEngine(path: string): RawEngine {
       const began = performance.now();
       const result: unknown = statement.get();
       return { ms: performance.now() - began, result };
+    },
+
+    statisticsSql,
+    seriesSql,
+
+    async run(statement, rows) {
+      const cachedStatement = cached(statement.text);
+      const began = performance.now();
+      const result: unknown =
+        rows === 'one' ? cachedStatement.get(...statement.values) : cachedStatement.all(...statement.values);
+      return { ms: performance.now() - began, result };
+    },
+
+    async explain(statement) {
+      const steps = open()
+        .prepare(`explain query plan ${statement.text}`)
+        .all(...statement.values) as Array<{ id: number; parent: number; detail: string }>;
+      // Indented like the sqlite3 shell's tree: each step under its parent.
+      const depth = new Map<number, number>([[0, 0]]);
+      return steps.map((step) => {
+        const level = (depth.get(step.parent) ?? 0) + 1;
+        depth.set(step.id, level);
+        return `${'  '.repeat(level - 1)}${step.detail}`;
+      });
+    },
+
+    async bulkLoadLarge(plan) {
+      const db = open();
+      const indexes = db
+        .prepare(
+          "select name, sql from sqlite_master where type = 'index' and tbl_name = 'data' and sql is not null",
+        )
+        .all() as Array<{ name: string; sql: string }>;
+      const insert = db.prepare(INSERT);
+      const write = db.transaction((batch: ReadingTuple[]) => {
+        for (const r of batch) insert.run(r[0], r[1], r[2], r[3], r[4]);
+      });
+      const ticks = Math.max(1, Math.floor(LARGE_BATCH_ROWS / plan.deviceIds.length));
+      db.pragma('cache_size = -262144'); // 256 MiB while loading and sorting the indexes
+      const began = performance.now();
+      for (const index of indexes) db.exec(`drop index "${index.name}"`);
+      for (const batch of largeBatches(plan, ticks)) write(batch);
+      for (const index of indexes) db.exec(index.sql);
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      const seconds = (performance.now() - began) / 1000;
+      db.pragma(`cache_size = ${CACHE_SIZE}`);
+      statements.clear();
+      return {
+        method:
+          `prepared INSERT per row, ${(ticks * plan.deviceIds.length).toLocaleString('en-US')} rows per ` +
+          `transaction, ${indexes.map((index) => index.name).join(' and ')} dropped and rebuilt from their definitions`,
+        ...rate(plan.rows, seconds),
+      };
+    },
+
+    async sizeBytes() {
+      const db = open();
+      return (
+        Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }))
+      );
     },
 
     async singleRowTransactions(deviceId, budget) {
@@ -89,13 +244,11 @@ export function sqliteEngine(path: string): RawEngine {
     },
 
     async close() {
-      connection?.close();
-      connection = undefined;
+      shut();
     },
 
     async dispose() {
-      connection?.close();
-      connection = undefined;
+      shut();
     },
   };
 }
