@@ -166,7 +166,13 @@ function readJwtSecret(value: string | undefined, environment: Config['environme
     throw new ConfigError('JWT_SECRET is required when NODE_ENV=production (at least 32 bytes)');
   }
   const file = join(dataDir, 'jwt-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  if (existsSync(file)) {
+    const kept = readFileSync(file, 'utf8').trim();
+    if (Buffer.byteLength(kept) < MIN_SECRET_BYTES) {
+      throw new ConfigError(`${file} holds a secret under ${MIN_SECRET_BYTES} bytes: delete it to have a new one generated`);
+    }
+    return kept;
+  }
   mkdirSync(dataDir, { recursive: true });
   const secret = randomBytes(48).toString('base64url');
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });

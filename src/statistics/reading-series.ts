@@ -15,11 +15,13 @@ export interface BucketRow {
 }
 
 /**
- * Aggregates per time bucket. The buckets (computed in the zone's calendar by the caller) are joined
- * as a list of [start, end) ranges, so each bucket is an index range scan on (device_id, created_at)
- * or (created_at), and daylight-saving days need no SQL date functions on either engine.
- * CROSS JOIN keeps the buckets as the outer loop on SQLite, whose planner otherwise may scan a
- * device's readings and look up the bucket of each.
+ * Aggregates per time bucket, in one of two ways, both exact:
+ * - fixed-width buckets (minutes, hours) are numbered by arithmetic on the reading time, one index
+ *   range scan over the whole span;
+ * - calendar buckets (days and weeks, 23 or 25 hours on daylight-saving days) are joined as a list of
+ *   [start, end) ranges computed by the caller, each an index range scan, with no SQL date functions
+ *   on either engine. CROSS JOIN keeps the buckets as the outer loop on SQLite, whose planner
+ *   otherwise may scan a device's readings and look up the bucket of each.
  */
 export async function readingSeries(
   db: Kysely<Database>,
@@ -28,34 +30,46 @@ export async function readingSeries(
   boundaries: EpochMs[],
 ): Promise<BucketRow[]> {
   const value = sql.ref<number>(`data.${selection.attr}`);
-  const starts = boundaries.slice(0, -1);
-  const ends = boundaries.slice(1);
-  const buckets: RawBuilder<unknown> =
-    engine === 'postgres'
-      ? sql`unnest(${starts}::int8[], ${ends}::int8[]) with ordinality as buckets(lo, hi, i)`
-      : sql`(select key + 1 as i, value ->> 0 as lo, value ->> 1 as hi
-             from json_each(${JSON.stringify(starts.map((s, i) => [s, ends[i]]))})) as buckets`;
-  const conditions: RawBuilder<unknown>[] = [
-    sql`data.created_at >= buckets.lo`,
-    sql`data.created_at < buckets.hi`,
-  ];
+  const conditions: RawBuilder<unknown>[] = [];
   if (selection.deviceId !== undefined) conditions.push(sql`data.device_id = ${selection.deviceId}`);
   if (selection.ownerId !== undefined) {
     conditions.push(sql`data.device_id in (select id from devices where user_id = ${selection.ownerId})`);
   }
   if (selection.start !== undefined) conditions.push(sql`data.created_at >= ${selection.start}`);
   if (selection.end !== undefined) conditions.push(sql`data.created_at <= ${selection.end}`);
-  const median = selection.withMedian ? sql`, ${percentile(engine, value, 0.5)} as median` : sql``;
+  const aggregates = sql`count(${value}) as count, min(${value}) as min, max(${value}) as max, sum(${value}) as sum
+    ${selection.withMedian ? sql`, ${percentile(engine, value, 0.5)} as median` : sql``}`;
 
-  const { rows } = await sql<BucketRow>`
-    select buckets.i - 1 as bucket, count(${value}) as count, min(${value}) as min, max(${value}) as max,
-           sum(${value}) as sum ${median}
-    from ${buckets}
-    cross join data
-    where ${sql.join(conditions, sql` and `)}
-    group by buckets.i
-    order by buckets.i`.execute(db);
+  const first = boundaries[0] as EpochMs;
+  const last = boundaries.at(-1) as EpochMs;
+  const width = boundaries.length > 1 ? (boundaries[1] as EpochMs) - first : 0;
+  const fixedWidth = boundaries.every((boundary, i) => boundary === first + i * width);
+  const query = fixedWidth
+    ? sql<BucketRow>`
+        select cast((data.created_at - ${first}) / ${width} as integer) as bucket, ${aggregates}
+        from data
+        where ${sql.join([sql`data.created_at >= ${first}`, sql`data.created_at < ${last}`, ...conditions], sql` and `)}
+        group by 1
+        order by 1`
+    : sql<BucketRow>`
+        select buckets.i - 1 as bucket, ${aggregates}
+        from ${calendarBuckets(engine, boundaries)}
+        cross join data
+        where ${sql.join([sql`data.created_at >= buckets.lo`, sql`data.created_at < buckets.hi`, ...conditions], sql` and `)}
+        group by buckets.i
+        order by buckets.i`;
+  const { rows } = await query.execute(db);
   return rows.map((row) => ({ ...row, bucket: Number(row.bucket), count: Number(row.count) }));
+}
+
+/** The [start, end) ranges of calendar buckets as a table `buckets(i, lo, hi)`, i counting from 1. */
+function calendarBuckets(engine: Engine, boundaries: EpochMs[]): RawBuilder<unknown> {
+  const starts = boundaries.slice(0, -1);
+  const ends = boundaries.slice(1);
+  return engine === 'postgres'
+    ? sql`unnest(${starts}::int8[], ${ends}::int8[]) with ordinality as buckets(lo, hi, i)`
+    : sql`(select key + 1 as i, value ->> 0 as lo, value ->> 1 as hi
+           from json_each(${JSON.stringify(starts.map((start, i) => [start, ends[i]]))})) as buckets`;
 }
 
 /** The first and last reading time of a selection, to span a series when no dates are given. */

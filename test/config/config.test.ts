@@ -1,0 +1,254 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Config, ConfigError, loadConfig } from '../../src/config.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const GOOD_SECRET = 'a-secret-that-is-long-enough-for-hs256-0123456789';
+
+/** Asserts that `fn` throws a ConfigError whose message matches every pattern. */
+function assertConfigError(fn: () => unknown, ...patterns: RegExp[]): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    for (const pattern of patterns) assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+describe('configuration', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'statistics-config-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** An environment that loads, plus the given changes (undefined removes a variable). */
+  const env = (changes: Record<string, string | undefined> = {}) => ({
+    NODE_ENV: 'test',
+    DATA_DIR: join(dir, 'unused'),
+    JWT_SECRET: GOOD_SECRET,
+    ...changes,
+  });
+
+  describe('JWT_SECRET', () => {
+    it('is required with NODE_ENV=production', () => {
+      for (const secret of [undefined, '']) {
+        const dataDir = join(dir, `production-${secret === undefined ? 'unset' : 'empty'}`);
+        assertConfigError(
+          () => loadConfig(env({ NODE_ENV: 'production', JWT_SECRET: secret, DATA_DIR: dataDir })),
+          /JWT_SECRET/,
+          /required/,
+          /NODE_ENV=production/,
+        );
+        // Production never falls back to a generated secret.
+        assert.equal(existsSync(join(dataDir, 'jwt-secret')), false);
+      }
+    });
+
+    it('must be at least 32 bytes, in every environment', () => {
+      for (const NODE_ENV of ['production', 'development', 'test', undefined]) {
+        for (const secret of ['short', 'x'.repeat(31), `${'é'.repeat(15)}x`]) {
+          assertConfigError(
+            () => loadConfig(env({ NODE_ENV, JWT_SECRET: secret })),
+            /JWT_SECRET/,
+            /at least 32 bytes/,
+          );
+        }
+      }
+    });
+
+    it('accepts 32 bytes, counted as bytes, not characters', () => {
+      assert.equal(
+        loadConfig(env({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) })).jwtSecret,
+        'x'.repeat(32),
+      );
+      // 16 two-byte characters are 32 bytes.
+      assert.equal(
+        loadConfig(env({ NODE_ENV: 'production', JWT_SECRET: 'é'.repeat(16) })).jwtSecret,
+        'é'.repeat(16),
+      );
+      assert.equal(
+        loadConfig(env({ NODE_ENV: 'production', JWT_SECRET: GOOD_SECRET })).jwtSecret,
+        GOOD_SECRET,
+      );
+    });
+
+    it('is generated in development, kept in DATA_DIR/jwt-secret and reused on the next load', () => {
+      const dataDir = join(dir, 'development', 'nested');
+      const first = loadConfig({ DATA_DIR: dataDir });
+      assert.equal(first.environment, 'development');
+      assert.ok(Buffer.byteLength(first.jwtSecret) >= 32, 'a generated secret is strong');
+      const file = join(dataDir, 'jwt-secret');
+      assert.ok(existsSync(file), 'the secret is kept in the data folder');
+      assert.equal(readFileSync(file, 'utf8').trim(), first.jwtSecret);
+      if (process.platform !== 'win32') {
+        assert.equal(statSync(file).mode & 0o077, 0, 'only the owner may read the secret file');
+      }
+
+      const second = loadConfig({ DATA_DIR: dataDir, NODE_ENV: 'development' });
+      assert.equal(second.jwtSecret, first.jwtSecret, 'tokens survive a restart');
+
+      // Another data folder gets another secret: none is a built-in default.
+      const elsewhere = loadConfig({ DATA_DIR: join(dir, 'development-2') });
+      assert.notEqual(elsewhere.jwtSecret, first.jwtSecret);
+    });
+
+    it('prefers JWT_SECRET over the generated file', () => {
+      const dataDir = join(dir, 'explicit');
+      loadConfig({ DATA_DIR: dataDir });
+      assert.equal(loadConfig({ DATA_DIR: dataDir, JWT_SECRET: GOOD_SECRET }).jwtSecret, GOOD_SECRET);
+    });
+  });
+
+  describe('bad values stop the service with a message naming the variable', () => {
+    const cases: [string, string[]][] = [
+      ['PORT', ['abc', '-1', '70000', '80.5', '8000x', ' 80']],
+      ['LOG_LEVEL', ['loud', 'INFO', 'verbose']],
+      ['DATABASE_URL', ['mysql://root@localhost/db', 'sqlite:', 'statistics.db', 'postgres:/nohost']],
+      ['INGEST_AUTH', ['closed', 'TOKEN', 'jwt', 'true']],
+      ['TRUST_PROXY', ['yes', 'on', 'TRUE', '2']],
+      ['NODE_ENV', ['prod', 'staging']],
+      ['RATE_LIMIT_WINDOW_SECONDS', ['0', 'abc', '-5']],
+      ['LOGIN_LIMIT_PER_ACCOUNT', ['-1', 'ten']],
+      ['LOGIN_LIMIT_PER_ADDRESS', ['1.5']],
+      ['REGISTER_LIMIT_PER_ADDRESS', ['lots']],
+    ];
+    for (const [name, values] of cases) {
+      it(name, () => {
+        for (const value of values) {
+          assertConfigError(() => loadConfig(env({ [name]: value })), new RegExp(`\\b${name}\\b`));
+        }
+      });
+    }
+
+    it('accepts the good values of the same variables', () => {
+      const config = loadConfig(
+        env({
+          PORT: '0',
+          LOG_LEVEL: 'silent',
+          DATABASE_URL: 'postgresql://user@db.example:5432/stats',
+          INGEST_AUTH: 'token',
+          TRUST_PROXY: 'true',
+          CORS_ORIGINS: ' https://a.example , ,https://b.example',
+          RATE_LIMIT_WINDOW_SECONDS: '60',
+          LOGIN_LIMIT_PER_ACCOUNT: '0',
+        }),
+      );
+      assert.equal(config.port, 0);
+      assert.equal(config.logLevel, 'silent');
+      assert.equal(config.databaseUrl, 'postgresql://user@db.example:5432/stats');
+      assert.equal(config.ingestAuth, 'token');
+      assert.equal(config.trustProxy, true);
+      assert.deepEqual(config.corsOrigins, ['https://a.example', 'https://b.example']);
+      assert.equal(config.rateLimits.windowSeconds, 60);
+      assert.equal(config.rateLimits.loginPerAccount, 0);
+    });
+  });
+
+  it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {
+    const config = loadConfig(env());
+    assert.equal(config.ingestAuth, 'open');
+    assert.deepEqual(config.corsOrigins, []);
+    assert.equal(config.trustProxy, false);
+    assert.equal(config.host, '127.0.0.1');
+    assert.deepEqual(
+      { ...config.rateLimits },
+      { windowSeconds: 900, loginPerAccount: 10, loginPerAddress: 100, registerPerAddress: 20 },
+    );
+  });
+
+  it('answers a frozen Config, nested parts included', () => {
+    const config = loadConfig(env({ CORS_ORIGINS: 'https://a.example' }));
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.rateLimits));
+    assert.ok(Object.isFrozen(config.corsOrigins));
+    const mutable = config as { -readonly [K in keyof Config]: Config[K] };
+    assert.throws(() => {
+      mutable.jwtSecret = 'changed';
+    }, TypeError);
+    assert.throws(() => {
+      (mutable.rateLimits as { loginPerAccount: number }).loginPerAccount = 0;
+    }, TypeError);
+    assert.throws(() => {
+      (mutable.corsOrigins as string[]).push('https://evil.example');
+    }, TypeError);
+    assert.equal(config.jwtSecret, GOOD_SECRET);
+    assert.equal(config.rateLimits.loginPerAccount, 10);
+    assert.deepEqual(config.corsOrigins, ['https://a.example']);
+  });
+
+  describe('the entry point refuses to start with a weak secret', () => {
+    /** Runs `node --import tsx src/main.ts` with the given environment; kills it after `timeoutMs`. */
+    function start(
+      changes: Record<string, string | undefined>,
+      timeoutMs = 15_000,
+    ): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string; timedOut: boolean }> {
+      const environment: Record<string, string | undefined> = { ...process.env };
+      for (const name of Object.keys(environment)) {
+        if (/^(JWT_SECRET|DATABASE_URL|DATA_DIR|PORT|HOST|NODE_ENV|LOG_LEVEL|NODE_OPTIONS)$/.test(name)) {
+          delete environment[name];
+        }
+      }
+      const dataDir = mkdtempSync(join(dir, 'main-'));
+      Object.assign(environment, {
+        DATA_DIR: dataDir,
+        DATABASE_URL: `sqlite:${join(dataDir, 'statistics.db')}`,
+        HOST: '127.0.0.1',
+        PORT: '0',
+        LOG_LEVEL: 'info',
+        ...changes,
+      });
+      for (const [name, value] of Object.entries(environment))
+        if (value === undefined) delete environment[name];
+      return new Promise((resolveRun, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+          cwd: ROOT,
+          env: environment as NodeJS.ProcessEnv,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        child.stdout.on('data', (chunk) => {
+          output += chunk;
+        });
+        child.stderr.on('data', (chunk) => {
+          output += chunk;
+        });
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, timeoutMs);
+        child.on('error', (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+        child.on('exit', (code, signal) => {
+          clearTimeout(timer);
+          resolveRun({ code, signal, output, timedOut });
+        });
+      });
+    }
+
+    it('exits non-zero and says why with NODE_ENV=production and a short JWT_SECRET', async () => {
+      const run = await start({ NODE_ENV: 'production', JWT_SECRET: 'too-short-secret' });
+      assert.equal(run.timedOut, false, `the service started instead of refusing:\n${run.output}`);
+      assert.notEqual(run.code, 0, run.output);
+      assert.notEqual(run.code, null, run.output);
+      assert.match(run.output, /Configuration error/);
+      assert.match(run.output, /JWT_SECRET must be at least 32 bytes/);
+      assert.doesNotMatch(run.output, /too-short-secret/, 'the secret itself is not printed');
+    });
+
+    it('exits non-zero and says why with NODE_ENV=production and no JWT_SECRET', async () => {
+      const run = await start({ NODE_ENV: 'production' });
+      assert.equal(run.timedOut, false, `the service started instead of refusing:\n${run.output}`);
+      assert.notEqual(run.code, 0, run.output);
+      assert.notEqual(run.code, null, run.output);
+      assert.match(run.output, /JWT_SECRET is required when NODE_ENV=production/);
+    });
+  });
+});
