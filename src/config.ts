@@ -169,7 +169,9 @@ function readJwtSecret(value: string | undefined, environment: Config['environme
   if (existsSync(file)) {
     const kept = readFileSync(file, 'utf8').trim();
     if (Buffer.byteLength(kept) < MIN_SECRET_BYTES) {
-      throw new ConfigError(`${file} holds a secret under ${MIN_SECRET_BYTES} bytes: delete it to have a new one generated`);
+      throw new ConfigError(
+        `${file} holds a secret under ${MIN_SECRET_BYTES} bytes: delete it to have a new one generated`,
+      );
     }
     return kept;
   }
