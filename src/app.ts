@@ -25,6 +25,7 @@ import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
 import { createTokenService } from './users/tokens.js';
 import { userRoutes } from './users/user-routes.js';
+import { webRoutes } from './web/routes.js';
 
 /** The one Fastify factory: main.ts and the tests both build the app here, with the same options. */
 export async function buildApp(config: Config, { db, engine }: OpenedDatabase): Promise<FastifyInstance> {
@@ -116,5 +117,6 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
   await app.register(statisticsRoutes, { db, engine });
   await app.register(seriesRoutes, { db, engine, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine });
+  await app.register(webRoutes);
   return app;
 }

@@ -1,0 +1,162 @@
+/**
+ * The dashboard's chart on a big device: 1,000,000 readings over 30 days, the whole range drawn, timed
+ * from navigation until the chart is drawn (median of 5, headless Chromium). Also checks that the
+ * device page never asks for raw readings (/data/). Run with `npm run bench:dashboard` (builds first).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const CHROMIUM = '/usr/bin/chromium';
+const READINGS = Number(process.env.READINGS ?? 1_000_000);
+const DAYS = 30;
+const RUNS = 5;
+const BATCH = 10_000;
+
+async function startServer(dir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['dist/src/main.js'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      DATABASE_URL: `sqlite:${join(dir, 'bench.db')}`,
+      DATA_DIR: dir,
+      JWT_SECRET: 'dashboard-bench-secret-that-is-at-least-32-bytes',
+      LOG_LEVEL: 'info',
+      LOGIN_LIMIT_PER_ADDRESS: '0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`server did not start:\n${output}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        done(match[1]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+  });
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return { child, url };
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
+  if (!existsSync(join(ROOT, 'dist/web/index.html'))) throw new Error('run npm run build first');
+  const dir = mkdtempSync(join(tmpdir(), 'statistics-dashboard-bench-'));
+  const { child, url } = await startServer(dir);
+  try {
+    const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+      const response = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+      return response.json() as Promise<Record<string, unknown>>;
+    };
+    const email = 'bench@example.com';
+    const password = 'a long bench secret';
+    await post('/auth/register', { email, password });
+    const login = await fetch(`${url}/auth/jwt/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ username: email, password }),
+    });
+    const { access_token: token } = (await login.json()) as { access_token: string };
+    const me = (await (
+      await fetch(`${url}/users/me`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as {
+      id: number;
+    };
+    const device = await post('/device/', { name: 'million' }, { authorization: `Bearer ${token}` });
+
+    const started = Date.now();
+    const now = Date.now() - 60_000;
+    const step = (DAYS * 86400_000) / READINGS;
+    for (let offset = 0; offset < READINGS; offset += BATCH) {
+      const batch = Array.from({ length: Math.min(BATCH, READINGS - offset) }, (_, i) => {
+        const n = offset + i;
+        return {
+          device_id: device.id,
+          x: Math.sin(n / 5000) * 100 + (n % 17),
+          y: Math.cos(n / 7000) * 50,
+          z: (n % 1000) / 10,
+          timestamp: new Date(now - DAYS * 86400_000 + n * step).toISOString(),
+        };
+      });
+      await post('/data/', batch);
+    }
+    console.log(
+      `stored ${READINGS} readings over ${DAYS} days in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+
+    const context = await chromium.launchPersistentContext(join(dir, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const rawReads: string[] = [];
+    page.on('request', (request) => {
+      const path = new URL(request.url()).pathname;
+      if (path === '/data/') rawReads.push(request.url());
+    });
+    await page.goto(`${url}/#/login`);
+    await page.evaluate(
+      ([t, user]) => {
+        sessionStorage.setItem('statistics.token', t as string);
+        sessionStorage.setItem('statistics.user', user as string);
+      },
+      [token, JSON.stringify({ id: me.id, email, is_superuser: false })],
+    );
+    const times: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      await page.goto('about:blank');
+      const t0 = Date.now();
+      await page.goto(`${url}/#/device/${device.id}?range=30d`);
+      await page.locator('#chart[data-bucket] canvas').waitFor({ timeout: 30_000 });
+      const elapsed = Date.now() - t0;
+      const bucket = await page.locator('#chart').getAttribute('data-bucket');
+      await page.locator('#statistics td[data-stat="x.count"]').waitFor({ timeout: 60_000 });
+      const statsElapsed = Date.now() - t0;
+      times.push(elapsed);
+      console.log(
+        `run ${run + 1}: chart drawn in ${elapsed} ms (bucket ${bucket}); statistics in ${statsElapsed} ms`,
+      );
+    }
+    await context.close();
+    const sorted = [...times].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] as number;
+    console.log(`median chart time over ${RUNS} runs: ${median} ms (goal: under 1000 ms)`);
+    console.log(`raw reading requests from the device page: ${rawReads.length}`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((done) => setTimeout(done, 500));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,94 @@
+import { type AxisStatistics, type Device, get, getAll, query } from './api';
+import { fromLocalInput, h, message, toLocalInput } from './dom';
+import { PERCENTILES, statisticsTable } from './stats-table';
+
+/** The statistics of everyone's readings, with /analyze_statistics/'s filters: device, user and dates. */
+export function overallView(main: HTMLElement, params: URLSearchParams): () => void {
+  const controller = new AbortController();
+  const device = h(
+    'select',
+    { id: 'filter-device', name: 'device_id' },
+    h('option', { value: '' }, 'All devices'),
+  );
+  const user = h('input', {
+    id: 'filter-user',
+    name: 'user_id',
+    type: 'number',
+    min: 1,
+    inputmode: 'numeric',
+    value: params.get('user_id') ?? '',
+  });
+  const startIso = params.get('start_date');
+  const endIso = params.get('end_date');
+  const start = h('input', {
+    id: 'filter-start',
+    type: 'datetime-local',
+    value: startIso ? toLocalInput(new Date(startIso)) : '',
+  });
+  const end = h('input', {
+    id: 'filter-end',
+    type: 'datetime-local',
+    value: endIso ? toLocalInput(new Date(endIso)) : '',
+  });
+  const result = h('div', { id: 'overall-result', 'aria-live': 'polite' });
+
+  const form = h(
+    'form',
+    {
+      class: 'card filters',
+      'aria-label': 'Filters',
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        location.hash = `#/stats${query({
+          device_id: device.value,
+          user_id: user.value,
+          start_date: fromLocalInput(start.value)?.toISOString(),
+          end_date: fromLocalInput(end.value)?.toISOString(),
+        })}`;
+      },
+    },
+    h('div', {}, h('label', { for: 'filter-device' }, 'Device'), device),
+    h('div', {}, h('label', { for: 'filter-user' }, 'Owner (user id)'), user),
+    h('div', {}, h('label', { for: 'filter-start' }, 'From'), start),
+    h('div', {}, h('label', { for: 'filter-end' }, 'To'), end),
+    h('button', { type: 'submit', class: 'primary' }, 'Show statistics'),
+  );
+  main.append(
+    h('h1', {}, 'Statistics'),
+    h('p', { class: 'hint' }, 'Over the readings of every device, as the API allows.'),
+    form,
+    h('section', { class: 'card' }, result),
+  );
+
+  getAll<Device>('/device/?limit=1000', 5, controller.signal)
+    .then((devices) => {
+      for (const d of devices)
+        device.append(h('option', { value: d.id }, d.name ? `${d.name} (#${d.id})` : `Device #${d.id}`));
+      device.value = params.get('device_id') ?? '';
+    })
+    .catch(() => {});
+
+  const filters = {
+    attr: 'all',
+    percentiles: PERCENTILES.join(','),
+    device_id: params.get('device_id'),
+    start_date: startIso,
+    end_date: endIso,
+  };
+  const userId = params.get('user_id');
+  const path = userId ? `/analyze_statistics/${encodeURIComponent(userId)}` : '/analyze_statistics/';
+  get<AxisStatistics>(`${path}${query(filters)}`, controller.signal)
+    .then((stats) => {
+      result.replaceChildren(
+        statisticsTable(
+          stats,
+          userId ? `Statistics over user #${userId}'s devices` : 'Statistics over all readings',
+        ),
+        stats.x.count === 0 ? h('p', { class: 'empty' }, 'No readings match these filters.') : '',
+      );
+    })
+    .catch((error: Error) => {
+      if (error.name !== 'AbortError') result.replaceChildren(message('error', error.message));
+    });
+  return () => controller.abort();
+}
