@@ -76,6 +76,8 @@ function openPostgres(url: string): Kysely<Database> {
     connectionString: url,
     max: 10,
     connectionTimeoutMillis: 2000,
+    // A database that stops answering mid-query fails the request (503) before the 30 s request timeout.
+    query_timeout: 25_000,
     types: {
       // int8 (ids, counts, epoch milliseconds) as numbers: every value we store fits in 2^53.
       getTypeParser: (oid: number, format?: 'text' | 'binary') =>

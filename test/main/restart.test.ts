@@ -1,57 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  ENGINES,
-  engineSkipReason,
-  type FreshDatabase,
-  freshDatabase,
-  TEST_SECRET,
-} from '../helpers/harness.js';
-
-interface Server {
-  process: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-/** Starts the real entry point (config, migrations, listen) as its own process, on a free port. */
-async function startServer(databaseUrl: string, dataDir: string): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      DATA_DIR: dataDir,
-      PORT: '0',
-      JWT_SECRET: TEST_SECRET,
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
-  });
-  return { process: child, url, output: () => output };
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
+import { ENGINES, engineSkipReason, type FreshDatabase, freshDatabase } from '../helpers/harness.js';
+import { exited, startServer } from '../helpers/server.js';
 
 for (const engine of ENGINES) {
   describe(`the real server stops cleanly and keeps what it acknowledged [${engine}]`, {
@@ -63,7 +16,10 @@ for (const engine of ENGINES) {
     before(async () => {
       database = await freshDatabase(engine);
     });
-    after(() => database.drop());
+    after(async () => {
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
 
     it('finishes requests in flight on SIGTERM, exits 0, and finds every acknowledged reading after a restart', async () => {
       const first = await startServer(database.url, dataDir);

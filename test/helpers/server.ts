@@ -1,0 +1,126 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { TEST_SECRET } from './harness.js';
+
+/** The real entry point (src/main.ts) running as its own process. */
+export interface Server {
+  process: ChildProcess;
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  /** What the process wrote to stdout and stderr (at least the last 256 KiB of it). */
+  output: () => string;
+}
+
+const KEPT_OUTPUT = 256 * 1024;
+const START_TIMEOUT_MS = 30_000;
+
+/** Every server started here and not yet exited: killed when the test process exits, whatever happens. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/**
+ * Starts the real entry point (config, migrations, listen) with `node --import tsx src/main.ts`, on
+ * 127.0.0.1 and a free port; answers once it listens. `env` adds to (or overrides) its environment.
+ */
+export async function startServer(
+  databaseUrl: string,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      DATA_DIR: dataDir,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      JWT_SECRET: TEST_SECRET,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let output = '';
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > 2 * KEPT_OUTPUT) output = output.slice(-KEPT_OUTPUT);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
+    const onStarted = () => {
+      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onStarted);
+        child.stderr?.off('data', onStarted);
+        resolve(match[1]);
+      }
+    };
+    child.stdout?.on('data', onStarted);
+    child.stderr?.on('data', onStarted);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code ?? signal} before listening:\n${output}`));
+    });
+  });
+  return { process: child, url, output: () => output };
+}
+
+/** The exit code once `child` has exited (null when a signal ended it). */
+export function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+/** Sends `signal` and answers the exit code; a server still running after `timeoutMs` is killed. */
+export async function stopServer(
+  server: Server,
+  signal: NodeJS.Signals = 'SIGTERM',
+  timeoutMs = 15_000,
+): Promise<number | null> {
+  const exit = exited(server.process);
+  if (server.process.exitCode !== null || server.process.signalCode !== null) return exit;
+  server.process.kill(signal);
+  const timer = setTimeout(() => server.process.kill('SIGKILL'), timeoutMs);
+  try {
+    return await exit;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Resolves once `text` appears in the server's output (rejects after `timeoutMs`). */
+export function waitForOutput(server: Server, text: string, timeoutMs = 10_000): Promise<void> {
+  if (server.output().includes(text)) return Promise.resolve();
+  const streams = [server.process.stdout, server.process.stderr];
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      for (const stream of streams) stream?.off('data', check);
+      if (error) reject(error);
+      else resolve();
+    };
+    // Listeners run in order: the output has the new chunk by the time this one looks at it.
+    const check = () => {
+      if (server.output().includes(text)) done();
+    };
+    const timer = setTimeout(
+      () => done(new Error(`"${text}" did not appear in the server output within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    for (const stream of streams) stream?.on('data', check);
+  });
+}
+
+/** Whether the process is still running. */
+export function alive(server: Server): boolean {
+  return server.process.exitCode === null && server.process.signalCode === null;
+}
