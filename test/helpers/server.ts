@@ -19,16 +19,21 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** The sources through tsx (the default), or the build that `npm start` runs. */
+export const FROM_SOURCES = ['--import', 'tsx', 'src/main.ts'];
+export const FROM_BUILD = ['dist/src/main.js'];
+
 /**
- * Starts the real entry point (config, migrations, listen) with `node --import tsx src/main.ts`, on
- * 127.0.0.1 and a free port; answers once it listens. `env` adds to (or overrides) its environment.
+ * Starts the real entry point (config, migrations, listen), on 127.0.0.1 and a free port; answers
+ * once it listens. `env` adds to (or overrides) its environment.
  */
 export async function startServer(
   databaseUrl: string,
   dataDir: string,
   env: Record<string, string> = {},
+  entry: string[] = FROM_SOURCES,
 ): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, entry, {
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,

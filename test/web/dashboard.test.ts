@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { FROM_BUILD, type Server, startServer } from '../helpers/server.js';
 
 /**
  * The dashboard end to end: the real built server (node dist/src/main.js) on a fresh SQLite database,
@@ -41,48 +42,14 @@ function buildIfNeeded(): void {
   assert.equal(result.status, 0, `npm run build failed:\n${result.stdout}\n${result.stderr}`);
 }
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-async function startServer(dir: string): Promise<Server> {
-  const child = spawn(process.execPath, ['dist/src/main.js'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      NODE_ENV: 'test',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      DATABASE_URL: `sqlite:${join(dir, 'dashboard.db')}`,
-      DATA_DIR: dir,
-      JWT_SECRET: SECRET,
-      LOG_LEVEL: 'info',
-      INGEST_AUTH: 'token',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolveUrl(match[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${output}`));
-    });
-  });
-  return { child, url, output: () => output };
-}
+/** The built server, as `npm start` runs it, with device ingest tokens on. */
+const startDashboardServer = (dir: string) =>
+  startServer(
+    `sqlite:${join(dir, 'dashboard.db')}`,
+    dir,
+    { NODE_ENV: 'test', JWT_SECRET: SECRET, INGEST_AUTH: 'token' },
+    FROM_BUILD,
+  );
 
 describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
   let dir: string;
@@ -100,7 +67,7 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
   before(async () => {
     buildIfNeeded();
     dir = mkdtempSync(join(tmpdir(), 'statistics-dashboard-'));
-    server = await startServer(dir);
+    server = await startDashboardServer(dir);
     context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
       executablePath: CHROMIUM,
       headless: true,
@@ -125,10 +92,10 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
   after(async () => {
     await context?.close().catch(() => {});
     if (server) {
-      const exited = new Promise((done) => server.child.once('exit', done));
-      server.child.kill('SIGTERM');
+      const exited = new Promise((done) => server.process.once('exit', done));
+      server.process.kill('SIGTERM');
       await Promise.race([exited, new Promise((done) => setTimeout(done, 5_000))]);
-      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+      if (server.process.exitCode === null) server.process.kill('SIGKILL');
     }
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
