@@ -39,7 +39,7 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     forceCloseConnections: 'idle',
     trustProxy: config.trustProxy,
     // Limits on what a client may send beyond the body: long URLs and path parameters.
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     http: { maxHeaderSize: 16_384 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -4,14 +4,19 @@ import type { Database, EpochMs } from '../db/tables.js';
 import type { Attribute } from './schemas.js';
 import { type ReadingSelection, selectedReadings } from './selection.js';
 
-export interface BucketRow {
-  /** Index of the bucket in the boundaries given. */
-  bucket: number;
-  count: number;
+/** The aggregates of one value in one bucket. */
+export interface BucketValues {
   min: number | null;
   max: number | null;
   sum: number | null;
   median?: number | null;
+}
+
+export interface BucketRow {
+  /** Index of the bucket in the boundaries given. */
+  bucket: number;
+  count: number;
+  byAttr: Partial<Record<Attribute, BucketValues>>;
 }
 
 /**
@@ -26,10 +31,9 @@ export interface BucketRow {
 export async function readingSeries(
   db: Kysely<Database>,
   engine: Engine,
-  selection: ReadingSelection & { attr: Attribute; withMedian: boolean },
+  selection: ReadingSelection & { attrs: Attribute[]; withMedian: boolean },
   boundaries: EpochMs[],
 ): Promise<BucketRow[]> {
-  const value = sql.ref<number>(`data.${selection.attr}`);
   const conditions: RawBuilder<unknown>[] = [];
   if (selection.deviceId !== undefined) conditions.push(sql`data.device_id = ${selection.deviceId}`);
   if (selection.ownerId !== undefined) {
@@ -37,21 +41,34 @@ export async function readingSeries(
   }
   if (selection.start !== undefined) conditions.push(sql`data.created_at >= ${selection.start}`);
   if (selection.end !== undefined) conditions.push(sql`data.created_at <= ${selection.end}`);
-  const aggregates = sql`count(${value}) as count, min(${value}) as min, max(${value}) as max, sum(${value}) as sum
-    ${selection.withMedian ? sql`, ${percentile(engine, value, 0.5)} as median` : sql``}`;
+  // Every requested value in the same pass; column names come from the x, y, z allow-list.
+  const aggregates = sql.join([
+    sql`count(*) as count`,
+    ...selection.attrs.flatMap((attr) => {
+      const value = sql.ref<number>(`data.${attr}`);
+      return [
+        sql`min(${value}) as ${sql.ref(`${attr}_min`)}`,
+        sql`max(${value}) as ${sql.ref(`${attr}_max`)}`,
+        sql`sum(${value}) as ${sql.ref(`${attr}_sum`)}`,
+        ...(selection.withMedian
+          ? [sql`${percentile(engine, value, 0.5)} as ${sql.ref(`${attr}_median`)}`]
+          : []),
+      ];
+    }),
+  ]);
 
   const first = boundaries[0] as EpochMs;
   const last = boundaries.at(-1) as EpochMs;
   const width = boundaries.length > 1 ? (boundaries[1] as EpochMs) - first : 0;
   const fixedWidth = boundaries.every((boundary, i) => boundary === first + i * width);
   const query = fixedWidth
-    ? sql<BucketRow>`
+    ? sql`
         select cast((data.created_at - ${first}) / ${width} as integer) as bucket, ${aggregates}
         from data
         where ${sql.join([sql`data.created_at >= ${first}`, sql`data.created_at < ${last}`, ...conditions], sql` and `)}
         group by 1
         order by 1`
-    : sql<BucketRow>`
+    : sql`
         select buckets.i - 1 as bucket, ${aggregates}
         from ${calendarBuckets(engine, boundaries)}
         cross join data
@@ -59,7 +76,19 @@ export async function readingSeries(
         group by buckets.i
         order by buckets.i`;
   const { rows } = await query.execute(db);
-  return rows.map((row) => ({ ...row, bucket: Number(row.bucket), count: Number(row.count) }));
+  return rows.map((row) => {
+    const columns = row as unknown as Record<string, number | null>;
+    const byAttr: BucketRow['byAttr'] = {};
+    for (const attr of selection.attrs) {
+      byAttr[attr] = {
+        min: columns[`${attr}_min`] ?? null,
+        max: columns[`${attr}_max`] ?? null,
+        sum: columns[`${attr}_sum`] ?? null,
+        ...(selection.withMedian ? { median: columns[`${attr}_median`] ?? null } : {}),
+      };
+    }
+    return { bucket: Number(columns.bucket), count: Number(columns.count), byAttr };
+  });
 }
 
 /** The [start, end) ranges of calendar buckets as a table `buckets(i, lo, hi)`, i counting from 1. */

@@ -10,10 +10,10 @@ import { errorResponses } from '../http/schemas.js';
 import { findUserById } from '../users/queries.js';
 import { readingStatistics, type StatisticsGroup } from './reading-statistics.js';
 import {
-  ATTRIBUTES,
   type Attribute,
   MAX_PERCENTILES,
   OwnerParams,
+  parseAttributes,
   type Statistics,
   StatisticsAnswer,
   StatisticsQuery,
@@ -96,11 +96,6 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
     },
   );
 };
-
-function parseAttributes(text: string): Attribute[] {
-  if (text === 'all') return [...ATTRIBUTES];
-  return [...new Set(text.split(','))] as Attribute[];
-}
 
 function parsePercentiles(text: string | undefined): number[] {
   if (text === undefined) return [];

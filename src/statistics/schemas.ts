@@ -7,14 +7,23 @@ export type Attribute = (typeof ATTRIBUTES)[number];
 
 export const MAX_PERCENTILES = 20;
 
-export const StatisticsQuery = Type.Object({
-  ...ReadingFilters,
-  attr: Type.String({
+/** `attr`: one value (x, y or z), several as a list, or `all`. */
+export const AttributesParam = (what: string) =>
+  Type.String({
     pattern: '^(all|[xyz](,[xyz])*)$',
     default: 'x',
-    description: 'The value to summarise (x, y or z), several as a list (`x,z`), or `all`',
+    description: `The value to ${what} (x, y or z), several as a list (\`x,z\`), or \`all\``,
     examples: ['x', 'x,y,z', 'all'],
-  }),
+  });
+
+export function parseAttributes(text: string): Attribute[] {
+  if (text === 'all') return [...ATTRIBUTES];
+  return [...new Set(text.split(','))] as Attribute[];
+}
+
+export const StatisticsQuery = Type.Object({
+  ...ReadingFilters,
+  attr: AttributesParam('summarise'),
   percentiles: Type.Optional(
     Type.String({
       pattern: '^\\d{1,3}(\\.\\d+)?(,\\d{1,3}(\\.\\d+)?)*$',

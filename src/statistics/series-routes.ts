@@ -10,7 +10,7 @@ import { invalidQuery, notFound } from '../http/errors.js';
 import { errorResponses, Id } from '../http/schemas.js';
 import { findUserById } from '../users/queries.js';
 import { type BucketRow, readingSeries, selectionTimeRange } from './reading-series.js';
-import { ATTRIBUTES, type Attribute } from './schemas.js';
+import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-buckets.js';
 
 export interface SeriesRoutesOptions {
@@ -24,12 +24,7 @@ const Nullable = Type.Union([Type.Number(), Type.Null()]);
 const SeriesQuery = Type.Object({
   ...ReadingFilters,
   user_id: Type.Optional(Id("Only this user's devices")),
-  attr: Type.Unsafe<Attribute>({
-    type: 'string',
-    enum: [...ATTRIBUTES],
-    default: 'x',
-    description: 'The value to chart',
-  }),
+  attr: AttributesParam('chart'),
   bucket: Type.String({
     default: '1h',
     pattern: '^\\d{1,4}[mhdw]$',
@@ -52,20 +47,27 @@ const SeriesQuery = Type.Object({
   median: Type.Boolean({ default: false, description: 'Also compute the exact median of each bucket' }),
 });
 
-const SeriesBucket = Type.Object(
-  {
-    start: Type.String({
-      description: "The bucket's start, ISO 8601 with the zone's offset",
-      examples: ['2026-03-29T00:00:00+01:00'],
-    }),
-    count: Type.Integer(),
-    min: Nullable,
-    max: Nullable,
-    mean: Nullable,
-    median: Type.Optional(Nullable),
-  },
-  { $id: 'SeriesBucket' },
-);
+const valueFields = { min: Nullable, max: Nullable, mean: Nullable, median: Type.Optional(Nullable) };
+const start = Type.String({
+  description: "The bucket's start, ISO 8601 with the zone's offset",
+  examples: ['2026-03-29T00:00:00+01:00'],
+});
+const count = Type.Integer({ description: 'Readings in the bucket' });
+
+const SeriesValues = Type.Object(valueFields);
+type SeriesValues = Static<typeof SeriesValues>;
+
+/** One value: the bucket's statistics side by side; several: one object per value. */
+const SeriesBucket = Type.Union([
+  Type.Object({ start, count, ...valueFields }),
+  Type.Object({
+    start,
+    count,
+    x: Type.Optional(SeriesValues),
+    y: Type.Optional(SeriesValues),
+    z: Type.Optional(SeriesValues),
+  }),
+]);
 type SeriesBucket = Static<typeof SeriesBucket>;
 
 export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = async (
@@ -86,7 +88,8 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const { attr, device_id, user_id, tz, fill, median } = request.query;
+      const { device_id, user_id, tz, fill, median } = request.query;
+      const attrs = parseAttributes(request.query.attr);
       const size = parseBucket(request.query.bucket);
       if (!size)
         throw invalidQuery(
@@ -118,48 +121,58 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
           'value_error.too_many_buckets',
         );
       }
-      const rows = await readingSeries(db, engine, { ...selection, attr, withMedian: median }, boundaries);
-      return fillBuckets(rows, boundaries, tz, fill, median);
+      const rows = await readingSeries(db, engine, { ...selection, attrs, withMedian: median }, boundaries);
+      return fillBuckets(rows, { boundaries, zone: tz, fill, attrs, withMedian: median });
     },
   );
 };
 
+interface SeriesShape {
+  boundaries: number[];
+  zone: string;
+  fill: 'none' | 'null' | 'previous';
+  attrs: Attribute[];
+  withMedian: boolean;
+}
+
+/** The answer's rows: empty buckets left out, answered with nulls, or with the previous bucket's values. */
 function fillBuckets(
   rows: BucketRow[],
-  boundaries: number[],
-  zone: string,
-  fill: 'none' | 'null' | 'previous',
-  withMedian: boolean,
+  { boundaries, zone, fill, attrs, withMedian }: SeriesShape,
 ): SeriesBucket[] {
-  const toBucket = (row: BucketRow): SeriesBucket => ({
-    start: formatInZone(zone, boundaries[row.bucket] as number),
-    count: row.count,
-    min: row.min,
-    max: row.max,
-    mean: row.sum === null || !Number.isFinite(Number(row.sum)) ? null : Number(row.sum) / row.count,
-    ...(withMedian ? { median: row.median ?? null } : {}),
-  });
-  if (fill === 'none') return rows.map(toBucket);
+  const values = (row: BucketRow | undefined, attr: Attribute): SeriesValues => {
+    const found = row?.byAttr[attr];
+    const sum = found?.sum;
+    return {
+      min: found?.min ?? null,
+      max: found?.max ?? null,
+      mean: row && sum !== null && sum !== undefined && Number.isFinite(sum) ? sum / row.count : null,
+      ...(withMedian ? { median: found?.median ?? null } : {}),
+    };
+  };
+  const shape = (
+    startMs: number,
+    count: number,
+    valuesOf: (attr: Attribute) => SeriesValues,
+  ): SeriesBucket => {
+    const start = formatInZone(zone, startMs);
+    if (attrs.length === 1) return { start, count, ...valuesOf(attrs[0] as Attribute) };
+    return { start, count, ...Object.fromEntries(attrs.map((attr) => [attr, valuesOf(attr)])) };
+  };
   const byIndex = new Map(rows.map((row) => [row.bucket, row]));
   const series: SeriesBucket[] = [];
-  let previous: SeriesBucket | undefined;
+  let previous: BucketRow | undefined;
   for (let bucket = 0; bucket < boundaries.length - 1; bucket++) {
     const row = byIndex.get(bucket);
-    const start = formatInZone(zone, boundaries[bucket] as number);
+    const startMs = boundaries[bucket] as number;
     if (row) {
-      previous = toBucket(row);
-      series.push(previous);
+      previous = row;
+      series.push(shape(startMs, row.count, (attr) => values(row, attr)));
     } else if (fill === 'previous' && previous) {
-      series.push({ ...previous, start, count: 0 });
-    } else {
-      series.push({
-        start,
-        count: 0,
-        min: null,
-        max: null,
-        mean: null,
-        ...(withMedian ? { median: null } : {}),
-      });
+      const last = previous;
+      series.push(shape(startMs, 0, (attr) => values(last, attr)));
+    } else if (fill !== 'none') {
+      series.push(shape(startMs, 0, (attr) => values(undefined, attr)));
     }
   }
   return series;

@@ -110,6 +110,23 @@ onEachEngine('statistics time series', (h: Harness) => {
     );
   });
 
+  it('answers several values in one call, each equal to its own series', async () => {
+    for (const bucket of ['6h', '1d']) {
+      const query = `bucket=${bucket}&tz=Europe/Berlin&fill=null&median=true`;
+      const all = await h.get(`/analyze_statistics/series?device_id=${device}&${query}&attr=x,y,z`);
+      assert.equal(all.statusCode, 200, all.body);
+      const combined = all.json() as Record<string, unknown>[];
+      for (const attr of ['x', 'y', 'z']) {
+        const alone = await series(`${query}&attr=${attr}`);
+        assert.deepEqual(
+          combined.map((b) => ({ start: b.start, count: b.count, ...(b[attr] as object) })),
+          alone,
+          `${bucket} ${attr}`,
+        );
+      }
+    }
+  });
+
   it('answers an empty selection with an empty series', async () => {
     assert.deepEqual(await series('start_date=2030-01-01T00:00:00Z&end_date=2030-01-02T00:00:00Z'), []);
     const lonely = await h.createDevice();

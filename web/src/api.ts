@@ -42,6 +42,9 @@ export interface Bucket {
   mean: number | null;
 }
 
+/** A bucket of `attr=x,y,z`: the count, then min, max and mean per axis. */
+export type MultiBucket = { start: string; count: number } & Record<Axis, Omit<Bucket, 'start' | 'count'>>;
+
 export interface Reading {
   id: number;
   device_id: number;
