@@ -4,7 +4,7 @@ import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Config } from './config.js';
 import { createIngest } from './data/ingest.js';
 import { dataRoutes } from './data/routes.js';
@@ -40,6 +40,10 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     trustProxy: config.trustProxy,
     // Limits on what a client may send beyond the body: long URLs and path parameters.
     routerOptions: { maxParamLength: 200 },
+    // Errors raised by the router before a route is found (a malformed URL) get the same JSON shape.
+    frameworkErrors: (error, _request, reply) => {
+      (reply as FastifyReply).code(error.statusCode ?? 400).send({ detail: error.message });
+    },
     http: { maxHeaderSize: 16_384 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

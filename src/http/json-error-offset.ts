@@ -78,7 +78,8 @@ export function jsonErrorOffset(text: string): number {
     value();
     space();
     return Math.min(i, text.length);
-  } catch (offset) {
-    return Math.min(offset as number, text.length);
+  } catch (failure) {
+    // A number is where the text went wrong; anything else (nesting too deep for the stack) says 0.
+    return typeof failure === 'number' ? Math.min(failure, text.length) : 0;
   }
 }

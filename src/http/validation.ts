@@ -64,8 +64,16 @@ export function toValidationIssues(
   if (source === 'body' && body === undefined) {
     return [{ loc: ['body'], msg: 'field required', type: 'value_error.missing' }];
   }
+  const byPath = new Map<string | undefined, Partial<ErrorObject>[]>();
+  for (const error of errors) {
+    const samePath = byPath.get(error.instancePath);
+    if (samePath) samePath.push(error);
+    else byPath.set(error.instancePath, [error]);
+  }
   return dedupe(
-    errors.filter((error) => !isBranchNoise(error, errors)).map((error) => toIssue(error, source, body)),
+    errors
+      .filter((error) => !isBranchNoise(error, byPath.get(error.instancePath) ?? []))
+      .map((error) => toIssue(error, source, body)),
   );
 }
 
@@ -162,9 +170,9 @@ function toIssue(error: Partial<ErrorObject>, source: string, body: unknown): Va
  * "must match then schema", and a nullable field (`anyOf [string, null]`) adds "must match a schema
  * in anyOf" plus "not a null" beside the real problem. FastAPI reports only the real problem.
  */
-function isBranchNoise(error: Partial<ErrorObject>, all: Partial<ErrorObject>[]): boolean {
+function isBranchNoise(error: Partial<ErrorObject>, samePath: Partial<ErrorObject>[]): boolean {
   if (error.keyword === 'if') return true;
-  const others = all.filter((other) => other !== error && other.instancePath === error.instancePath);
+  const others = samePath.filter((other) => other !== error);
   if (error.keyword === 'anyOf') return others.some((other) => other.keyword !== 'anyOf');
   const nullBranch =
     error.keyword === 'type' && (error.params as { type?: unknown } | undefined)?.type === 'null';
