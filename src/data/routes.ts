@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
-import { invalidQuery } from '../http/errors.js';
+import { DomainError, invalidQuery } from '../http/errors.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
 import { deviceToken, type Ingest } from './ingest.js';
@@ -14,16 +14,6 @@ export interface DataRoutesOptions {
   db: Kysely<Database>;
   ingest: Ingest;
   batchBodyLimitBytes: number;
-}
-
-class BatchTooLarge extends Error {
-  readonly statusCode = 413;
-
-  constructor(size: number) {
-    super(
-      `A batch holds at most ${MAX_BATCH} readings; this one has ${size}. Split it into several requests.`,
-    );
-  }
 }
 
 export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
@@ -37,7 +27,10 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
       // Before validation, so an oversized batch is refused without validating 10,000+ items.
       preValidation: async (request) => {
         if (Array.isArray(request.body) && request.body.length > MAX_BATCH)
-          throw new BatchTooLarge(request.body.length);
+          throw new DomainError(
+            'PAYLOAD_TOO_LARGE',
+            `A batch holds at most ${MAX_BATCH} readings; this one has ${request.body.length}. Split it into several requests.`,
+          );
       },
       schema: {
         tags: ['data'],

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
-import { UnsupportedMediaType } from '../http/json-body.js';
+import { unsupportedMediaType } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
 import { type ExportFormat, exportReadings } from './export.js';
 import { type ImportFormat, importReadings } from './import.js';
@@ -66,7 +66,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
       const type = request.headers['content-type'] ?? '';
       const format = formatByType[type.split(';')[0]?.trim().toLowerCase() ?? ''];
       if (!format || !(request.body instanceof Readable)) {
-        throw new UnsupportedMediaType(type, Object.keys(formatByType).join(' or '));
+        throw unsupportedMediaType(type, Object.keys(formatByType).join(' or '));
       }
       return importReadings(ingest, request.body, format, deviceToken(request));
     },

@@ -9,6 +9,8 @@ const statusByCode = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   TOO_MANY_REQUESTS: 429,
   DATABASE_UNAVAILABLE: 503,
 } as const;
@@ -35,6 +37,11 @@ export class DomainError extends Error {
 export const unauthorized = () => new DomainError('UNAUTHORIZED', 'Unauthorized');
 export const forbidden = () => new DomainError('FORBIDDEN', 'Forbidden');
 export const notFound = (what = 'Not Found') => new DomainError('NOT_FOUND', what);
+export const unsupportedMediaType = (contentType: string | undefined, expected = 'application/json') =>
+  new DomainError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    `Unsupported Media Type: ${contentType?.slice(0, 100) || 'none'}; send ${expected}`,
+  );
 
 /** One item of FastAPI's 422 body: where the bad value came from, what is wrong, a machine type. */
 export interface ValidationIssue {

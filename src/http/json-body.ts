@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
-import { RequestValidationError } from './errors.js';
+import { RequestValidationError, unsupportedMediaType } from './errors.js';
 import { jsonErrorOffset } from './json-error-offset.js';
 
 /**
@@ -18,7 +18,7 @@ export function registerJsonBodyParser(app: FastifyInstance): void {
   // Fastify hands a body without Content-Type to the catch-all parser; any other type stays a 415.
   app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
     if (request.headers['content-type'] === undefined) return parseJson(String(body), done);
-    done(new UnsupportedMediaType(request.headers['content-type']), undefined);
+    done(unsupportedMediaType(request.headers['content-type']), undefined);
   });
 }
 
@@ -31,14 +31,6 @@ function parseJson(text: string, done: (error: Error | null, body?: unknown) => 
     done(null, secureJson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
   } catch (error) {
     done(malformedJson(error as Error, text), undefined);
-  }
-}
-
-export class UnsupportedMediaType extends Error {
-  readonly statusCode = 415;
-
-  constructor(contentType: string, expected = 'application/json') {
-    super(`Unsupported Media Type: ${contentType.slice(0, 100) || 'none'}; send ${expected}`);
   }
 }
 
