@@ -1,5 +1,4 @@
 import cors from '@fastify/cors';
-import formBody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -53,7 +52,6 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
   registerErrorHandler(app);
   registerRoutingFallbacks(app);
   registerJsonBodyParser(app);
-  await app.register(formBody, { bodyLimit: config.bodyLimitBytes });
   await app.register(helmet, {
     // Swagger UI at /docs runs its own inline scripts and styles; the API answers only JSON.
     contentSecurityPolicy: {

@@ -1,4 +1,5 @@
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import formBody from '@fastify/formbody';
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
 import type { RateLimits } from '../config.js';
 import type { Database } from '../db/tables.js';
@@ -54,32 +55,38 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
     },
   );
 
-  app.post(
-    '/auth/jwt/login',
-    {
-      schema: {
-        tags: ['auth'],
-        summary: 'Log in with e-mail and password (OAuth2 password form)',
-        consumes: ['application/x-www-form-urlencoded'],
-        body: LoginForm,
-        response: { 200: BearerToken, ...errorResponses(400, 413, 422, 429) },
+  // The OAuth2 password form is the one body that is not JSON: only login parses forms, so a form
+  // sent to any other route is a 415, not a silently accepted body.
+  await app.register(async (scope) => {
+    const form = scope.withTypeProvider<TypeBoxTypeProvider>();
+    await form.register(formBody);
+    form.post(
+      '/auth/jwt/login',
+      {
+        schema: {
+          tags: ['auth'],
+          summary: 'Log in with e-mail and password (OAuth2 password form)',
+          consumes: ['application/x-www-form-urlencoded'],
+          body: LoginForm,
+          response: { 200: BearerToken, ...errorResponses(400, 413, 422, 429) },
+        },
       },
-    },
-    async (request) => {
-      const account = request.body.username.toLowerCase();
-      loginsPerAddress.hit(request.ip);
-      failedLoginsPerAccount.check(account);
-      let user: UserRow;
-      try {
-        user = await logIn(db, request.body.username, request.body.password);
-      } catch (error) {
-        failedLoginsPerAccount.record(account);
-        throw error;
-      }
-      failedLoginsPerAccount.reset(account);
-      return { access_token: await tokens.issue(user.id), token_type: 'bearer' as const };
-    },
-  );
+      async (request) => {
+        const account = request.body.username.toLowerCase();
+        loginsPerAddress.hit(request.ip);
+        failedLoginsPerAccount.check(account);
+        let user: UserRow;
+        try {
+          user = await logIn(db, request.body.username, request.body.password);
+        } catch (error) {
+          failedLoginsPerAccount.record(account);
+          throw error;
+        }
+        failedLoginsPerAccount.reset(account);
+        return { access_token: await tokens.issue(user.id), token_type: 'bearer' as const };
+      },
+    );
+  });
 
   app.post(
     '/auth/jwt/logout',

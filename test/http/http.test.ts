@@ -68,6 +68,29 @@ onEachEngine('http conventions', (h: Harness) => {
     }
   });
 
+  it('takes a form only on the login: a form sent to a JSON route is a 415 and changes nothing', async () => {
+    const user = await h.signUp();
+    const devices = await countDevices();
+    for (const [method, url] of [
+      ['POST', '/device/'],
+      ['POST', '/auth/register'],
+      ['PATCH', '/users/me'],
+    ] as const) {
+      const response = await h.inject({
+        method,
+        url,
+        payload: 'name=x&email=form@example.com&password=a-form-password',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Bearer ${user.token}`,
+        },
+      });
+      assert.equal(response.statusCode, 415, `${method} ${url}: ${response.body}`);
+    }
+    assert.equal(await countDevices(), devices);
+    assert.equal((await h.get('/users/me', user.token)).json().email, user.email);
+  });
+
   it('answers a wrong method on a known path with 405 Method Not Allowed', async () => {
     for (const [method, url] of [
       ['PUT', '/data/'],
