@@ -3,11 +3,9 @@ import type { Static } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
-import { findDevice } from '../devices/queries.js';
 import { parseDateRange } from '../http/dates.js';
-import { invalidQuery, notFound } from '../http/errors.js';
+import { invalidQuery } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
-import { findUserById } from '../users/queries.js';
 import { readingStatistics, type StatisticsGroup } from './reading-statistics.js';
 import {
   type Attribute,
@@ -18,6 +16,7 @@ import {
   StatisticsAnswer,
   StatisticsQuery,
 } from './schemas.js';
+import { requireSelectable } from './selection.js';
 
 export interface StatisticsRoutesOptions {
   db: Kysely<Database>;
@@ -32,15 +31,6 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
   app,
   { db, engine },
 ) => {
-  async function requireDevice(deviceId: number | undefined, ownerId?: number) {
-    if (deviceId === undefined) return;
-    const device = await findDevice(db, deviceId);
-    if (!device) throw notFound(`Device ${deviceId} not found`);
-    if (ownerId !== undefined && device.user_id !== ownerId) {
-      throw notFound(`Device ${deviceId} does not belong to user ${ownerId}`);
-    }
-  }
-
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number): Promise<StatisticsAnswer> {
     const attrs = parseAttributes(query.attr);
     const groups = await readingStatistics(db, engine, {
@@ -71,7 +61,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
       },
     },
     async (request) => {
-      await requireDevice(request.query.device_id);
+      await requireSelectable(db, { deviceId: request.query.device_id });
       return answer(request.query);
     },
   );
@@ -90,8 +80,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
     },
     async (request) => {
       const ownerId = request.params.user_id;
-      if (!(await findUserById(db, ownerId))) throw notFound(`User ${ownerId} not found`);
-      await requireDevice(request.query.device_id, ownerId);
+      await requireSelectable(db, { deviceId: request.query.device_id, ownerId });
       return answer(request.query, ownerId);
     },
   );

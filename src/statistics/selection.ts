@@ -1,5 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { Database, EpochMs } from '../db/tables.js';
+import { findDevice } from '../devices/queries.js';
+import { notFound } from '../http/errors.js';
+import { findUserById } from '../users/queries.js';
 
 /** Which readings a statistic covers: every filter given applies, together. */
 export interface ReadingSelection {
@@ -23,4 +26,22 @@ export function selectedReadings(db: Kysely<Database>, { deviceId, ownerId, star
   if (start !== undefined) query = query.where('data.created_at', '>=', start);
   if (end !== undefined) query = query.where('data.created_at', '<=', end);
   return query;
+}
+
+/**
+ * A selection must name things that exist: an unknown user or device is a 404, and so is a device
+ * the selected owner does not own (rather than a silently empty answer).
+ */
+export async function requireSelectable(
+  db: Kysely<Database>,
+  { deviceId, ownerId }: ReadingSelection,
+): Promise<void> {
+  if (ownerId !== undefined && !(await findUserById(db, ownerId)))
+    throw notFound(`User ${ownerId} not found`);
+  if (deviceId === undefined) return;
+  const device = await findDevice(db, deviceId);
+  if (!device) throw notFound(`Device ${deviceId} not found`);
+  if (ownerId !== undefined && device.user_id !== ownerId) {
+    throw notFound(`Device ${deviceId} does not belong to user ${ownerId}`);
+  }
 }

@@ -4,13 +4,12 @@ import type { Kysely } from 'kysely';
 import { ReadingFilters } from '../data/schemas.js';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
-import { findDevice } from '../devices/queries.js';
 import { parseDateRange } from '../http/dates.js';
-import { invalidQuery, notFound } from '../http/errors.js';
+import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id } from '../http/schemas.js';
-import { findUserById } from '../users/queries.js';
 import { type BucketRow, readingSeries, selectionTimeRange } from './reading-series.js';
 import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
+import { requireSelectable } from './selection.js';
 import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-buckets.js';
 
 export interface SeriesRoutesOptions {
@@ -104,10 +103,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
           'value_error.tz',
         );
       const selection = { deviceId: device_id, ownerId: user_id, ...parseDateRange(request.query) };
-      if (device_id !== undefined && !(await findDevice(db, device_id)))
-        throw notFound(`Device ${device_id} not found`);
-      if (user_id !== undefined && !(await findUserById(db, user_id)))
-        throw notFound(`User ${user_id} not found`);
+      await requireSelectable(db, selection);
 
       const span = await selectionTimeRange(db, selection);
       const start = selection.start ?? span?.first;
