@@ -30,6 +30,25 @@ export interface ReadingsTable {
   created_at: EpochMs;
 }
 
+/**
+ * One device's readings in one UTC minute (`minute` is its start): kept by every insert, read by
+ * charts, which would otherwise aggregate every reading of a long range.
+ */
+export interface ReadingMinutesTable {
+  device_id: number;
+  minute: EpochMs;
+  readings: number;
+  x_min: number;
+  x_max: number;
+  x_sum: number | null;
+  y_min: number;
+  y_max: number;
+  y_sum: number | null;
+  z_min: number;
+  z_max: number;
+  z_sum: number | null;
+}
+
 /** Tokens ended by logout, kept (as a SHA-256 digest) until they would have expired anyway. */
 export interface RevokedTokensTable {
   token_digest: string;
@@ -40,5 +59,6 @@ export interface Database {
   users: UsersTable;
   devices: DevicesTable;
   data: ReadingsTable;
+  reading_minutes: ReadingMinutesTable;
   revoked_tokens: RevokedTokensTable;
 }

@@ -1,5 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, percentile } from '../db/dialect.js';
+import { type Engine, ieeeSum, percentile } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import type { Attribute } from './schemas.js';
 import { type ReadingSelection, selectedReadings } from './selection.js';
@@ -19,60 +19,111 @@ export interface BucketRow {
   byAttr: Partial<Record<Attribute, BucketValues>>;
 }
 
+const MINUTE = 60_000;
+
+/** Where bucket aggregates are read from: the readings themselves or their per-minute rollups. */
+type Source = 'readings' | 'minutes';
+
+/** A stretch of time [from, to) read from one source. */
+interface Part {
+  source: Source;
+  from: EpochMs;
+  to: EpochMs;
+}
+
 /**
- * Aggregates per time bucket, in one of two ways, both exact:
- * - fixed-width buckets (minutes, hours) are numbered by arithmetic on the reading time, one index
- *   range scan over the whole span;
- * - calendar buckets (days and weeks, 23 or 25 hours on daylight-saving days) are joined as a list of
+ * Aggregates per time bucket, exact for count, min and max (sums are added in another order).
+ * Whole minutes are read from the per-minute rollups (`reading_minutes`), the ragged minutes at
+ * either end of the range from the readings; the two are merged per bucket. Medians, and buckets
+ * that do not start on a whole minute, read every reading.
+ * - Fixed-width buckets (minutes, hours) are numbered by arithmetic on the time, one index range scan.
+ * - Calendar buckets (days and weeks, 23 or 25 hours on daylight-saving days) are joined as a list of
  *   [start, end) ranges computed by the caller, each an index range scan, with no SQL date functions
  *   on either engine. CROSS JOIN keeps the buckets as the outer loop on SQLite, whose planner
- *   otherwise may scan a device's readings and look up the bucket of each.
+ *   otherwise may scan a device's rows and look up the bucket of each.
  */
 export async function readingSeries(
   db: Kysely<Database>,
   engine: Engine,
-  selection: ReadingSelection & { attrs: Attribute[]; withMedian: boolean },
+  selection: SeriesSelection,
   boundaries: EpochMs[],
 ): Promise<BucketRow[]> {
-  const conditions: RawBuilder<unknown>[] = [];
-  if (selection.deviceId !== undefined) conditions.push(sql`data.device_id = ${selection.deviceId}`);
+  const first = boundaries[0] as EpochMs;
+  const last = boundaries.at(-1) as EpochMs;
+  // The selection's dates are inclusive and in whole milliseconds: [start, end + 1).
+  const from = Math.max(first, selection.start ?? first);
+  const to = Math.min(last, selection.end === undefined ? last : selection.end + 1);
+  if (from >= to) return [];
+  const wholeMinutes = !selection.withMedian && boundaries.every((boundary) => boundary % MINUTE === 0);
+  const parts = wholeMinutes ? splitAtMinutes(from, to) : [{ source: 'readings' as const, from, to }];
+  const rows: BucketRow[] = [];
+  for (const part of parts) rows.push(...(await bucketAggregates(db, engine, selection, boundaries, part)));
+  return parts.length === 1 ? rows : mergeBuckets(rows);
+}
+
+type SeriesSelection = ReadingSelection & { attrs: Attribute[]; withMedian: boolean };
+
+/** [from, to) as its whole minutes (rollups) and the ragged pieces before and after (readings). */
+function splitAtMinutes(from: EpochMs, to: EpochMs): Part[] {
+  const wholeFrom = Math.ceil(from / MINUTE) * MINUTE;
+  const wholeTo = Math.floor(to / MINUTE) * MINUTE;
+  if (wholeFrom >= wholeTo) return [{ source: 'readings', from, to }];
+  const parts: Part[] = [{ source: 'minutes', from: wholeFrom, to: wholeTo }];
+  if (from < wholeFrom) parts.push({ source: 'readings', from, to: wholeFrom });
+  if (wholeTo < to) parts.push({ source: 'readings', from: wholeTo, to });
+  return parts;
+}
+
+async function bucketAggregates(
+  db: Kysely<Database>,
+  engine: Engine,
+  selection: SeriesSelection,
+  boundaries: EpochMs[],
+  { source, from, to }: Part,
+): Promise<BucketRow[]> {
+  const table = sql.table(source === 'minutes' ? 'reading_minutes' : 'data');
+  const time = sql.ref<number>(source === 'minutes' ? 'r.minute' : 'r.created_at');
+  const conditions: RawBuilder<unknown>[] = [sql`${time} >= ${from}`, sql`${time} < ${to}`];
+  if (selection.deviceId !== undefined) conditions.push(sql`r.device_id = ${selection.deviceId}`);
   if (selection.ownerId !== undefined) {
-    conditions.push(sql`data.device_id in (select id from devices where user_id = ${selection.ownerId})`);
+    conditions.push(sql`r.device_id in (select id from devices where user_id = ${selection.ownerId})`);
   }
-  if (selection.start !== undefined) conditions.push(sql`data.created_at >= ${selection.start}`);
-  if (selection.end !== undefined) conditions.push(sql`data.created_at <= ${selection.end}`);
   // Every requested value in the same pass; column names come from the x, y, z allow-list.
   const aggregates = sql.join([
-    sql`count(*) as count`,
+    source === 'minutes' ? sql`sum(r.readings) as count` : sql`count(*) as count`,
     ...selection.attrs.flatMap((attr) => {
-      const value = sql.ref<number>(`data.${attr}`);
+      const column = (suffix: string) => sql.ref<number>(`r.${attr}${suffix}`);
+      const [min, max, sum] =
+        source === 'minutes'
+          ? [column('_min'), column('_max'), column('_sum')]
+          : [column(''), column(''), column('')];
       return [
-        sql`min(${value}) as ${sql.ref(`${attr}_min`)}`,
-        sql`max(${value}) as ${sql.ref(`${attr}_max`)}`,
-        sql`sum(${value}) as ${sql.ref(`${attr}_sum`)}`,
+        sql`min(${min}) as ${sql.ref(`${attr}_min`)}`,
+        sql`max(${max}) as ${sql.ref(`${attr}_max`)}`,
+        // A rollup sum that is null (SQLite's NaN) makes its buckets' sums unknown too.
+        sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`,
         ...(selection.withMedian
-          ? [sql`${percentile(engine, value, 0.5)} as ${sql.ref(`${attr}_median`)}`]
+          ? [sql`${percentile(engine, sql.ref<number>(`r.${attr}`), 0.5)} as ${sql.ref(`${attr}_median`)}`]
           : []),
       ];
     }),
   ]);
 
   const first = boundaries[0] as EpochMs;
-  const last = boundaries.at(-1) as EpochMs;
   const width = boundaries.length > 1 ? (boundaries[1] as EpochMs) - first : 0;
   const fixedWidth = boundaries.every((boundary, i) => boundary === first + i * width);
   const query = fixedWidth
     ? sql`
-        select cast((data.created_at - ${first}) / ${width} as integer) as bucket, ${aggregates}
-        from data
-        where ${sql.join([sql`data.created_at >= ${first}`, sql`data.created_at < ${last}`, ...conditions], sql` and `)}
+        select cast((${time} - ${first}) / ${width} as integer) as bucket, ${aggregates}
+        from ${table} as r
+        where ${sql.join(conditions, sql` and `)}
         group by 1
         order by 1`
     : sql`
         select buckets.i - 1 as bucket, ${aggregates}
         from ${calendarBuckets(engine, boundaries)}
-        cross join data
-        where ${sql.join([sql`data.created_at >= buckets.lo`, sql`data.created_at < buckets.hi`, ...conditions], sql` and `)}
+        cross join ${table} as r
+        where ${sql.join([sql`${time} >= buckets.lo`, sql`${time} < buckets.hi`, ...conditions], sql` and `)}
         group by buckets.i
         order by buckets.i`;
   const { rows } = await query.execute(db);
@@ -91,6 +142,35 @@ export async function readingSeries(
   });
 }
 
+/** Rows of the same bucket from different parts of the range, combined, in bucket order. */
+function mergeBuckets(rows: BucketRow[]): BucketRow[] {
+  const merged = new Map<number, BucketRow>();
+  for (const row of rows) {
+    const seen = merged.get(row.bucket);
+    if (!seen) {
+      merged.set(row.bucket, { ...row, byAttr: { ...row.byAttr } });
+      continue;
+    }
+    seen.count += row.count;
+    for (const [attr, values] of Object.entries(row.byAttr) as [Attribute, BucketValues][]) {
+      const kept = seen.byAttr[attr];
+      seen.byAttr[attr] = kept
+        ? {
+            min: either(kept.min, values.min, Math.min),
+            max: either(kept.max, values.max, Math.max),
+            sum: kept.sum === null || values.sum === null ? null : kept.sum + values.sum,
+          }
+        : values;
+    }
+  }
+  return [...merged.values()].sort((a, b) => a.bucket - b.bucket);
+}
+
+/** The two values combined by `pick`, or the one that is not null. */
+function either(a: number | null, b: number | null, pick: (a: number, b: number) => number): number | null {
+  return a === null ? b : b === null ? a : pick(a, b);
+}
+
 /** The [start, end) ranges of calendar buckets as a table `buckets(i, lo, hi)`, i counting from 1. */
 function calendarBuckets(engine: Engine, boundaries: EpochMs[]): RawBuilder<unknown> {
   const starts = boundaries.slice(0, -1);
@@ -101,16 +181,19 @@ function calendarBuckets(engine: Engine, boundaries: EpochMs[]): RawBuilder<unkn
            from json_each(${JSON.stringify(starts.map((start, i) => [start, ends[i]]))})) as buckets`;
 }
 
-/** The first and last reading time of a selection, to span a series when no dates are given. */
-export async function selectionTimeRange(
+/**
+ * The first or last reading time of a selection, to span a series when no dates are given. One
+ * min() or max() alone is a single index lookup on both engines; asked together, SQLite scans.
+ */
+export async function selectedReadingTime(
   db: Kysely<Database>,
   selection: ReadingSelection,
-): Promise<{ first: EpochMs; last: EpochMs } | undefined> {
-  const query = selectedReadings(db, selection).select((eb) => [
-    eb.fn.min('data.created_at').as('first'),
-    eb.fn.max('data.created_at').as('last'),
-  ]);
-  const row = await query.executeTakeFirst();
-  if (row?.first === null || row?.first === undefined || row.last === null) return undefined;
-  return { first: Number(row.first), last: Number(row.last) };
+  which: 'first' | 'last',
+): Promise<EpochMs | undefined> {
+  const row = await selectedReadings(db, selection)
+    .select((eb) =>
+      (which === 'first' ? eb.fn.min('data.created_at') : eb.fn.max('data.created_at')).as('time'),
+    )
+    .executeTakeFirst();
+  return row?.time === null || row?.time === undefined ? undefined : Number(row.time);
 }

@@ -7,7 +7,7 @@ import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id } from '../http/schemas.js';
-import { type BucketRow, readingSeries, selectionTimeRange } from './reading-series.js';
+import { type BucketRow, readingSeries, selectedReadingTime } from './reading-series.js';
 import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { requireSelectable } from './selection.js';
 import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-buckets.js';
@@ -105,9 +105,8 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
       const selection = { deviceId: device_id, ownerId: user_id, ...parseDateRange(request.query) };
       await requireSelectable(db, selection);
 
-      const span = await selectionTimeRange(db, selection);
-      const start = selection.start ?? span?.first;
-      const end = selection.end ?? span?.last;
+      const start = selection.start ?? (await selectedReadingTime(db, selection, 'first'));
+      const end = selection.end ?? (await selectedReadingTime(db, selection, 'last'));
       if (start === undefined || end === undefined) return [];
       const boundaries = bucketBoundaries(size, tz, start, end, maxSeriesBuckets);
       if (!boundaries) {

@@ -127,6 +127,59 @@ onEachEngine('statistics time series', (h: Harness) => {
     }
   });
 
+  it('agrees with every reading at ragged range edges, in fixed and calendar buckets', async () => {
+    // 600 readings 17.3 s apart over almost 3 hours: most minutes come from the per-minute rollups,
+    // the partial minutes at both ends of the range from the readings themselves.
+    const ragged = await h.createDevice();
+    const at0 = Date.UTC(2026, 4, 10, 21, 0, 3, 250);
+    const points = Array.from({ length: 600 }, (_, i) => ({
+      at: at0 + i * 17_300,
+      x: ((i * 7919) % 1000) / 8 - 60,
+    }));
+    const batch = points.map((p) => ({
+      device_id: ragged,
+      x: p.x,
+      y: 0,
+      z: 0,
+      timestamp: new Date(p.at).toISOString(),
+    }));
+    assert.equal((await h.post('/data/', batch)).statusCode, 200);
+    const start = at0 + 95_123;
+    const end = at0 + 9_000_777;
+    const range = `start_date=${new Date(start).toISOString()}&end_date=${new Date(end).toISOString()}`;
+    const inRange = points.filter((p) => p.at >= start && p.at <= end);
+    // Berlin midnight of 2026-05-11 is 22:00 UTC on the 10th: the day buckets split the range.
+    const cases: [string, number[]][] = [
+      ['bucket=5m', Array.from({ length: 31 }, (_, i) => at0 - 3_250 + i * 300_000)],
+      ['bucket=1d&tz=Europe/Berlin', [Date.UTC(2026, 4, 9, 22), Date.UTC(2026, 4, 10, 22)]],
+    ];
+    for (const [bucket, starts] of cases) {
+      const answer = (
+        await h.get(`/analyze_statistics/series?device_id=${ragged}&attr=x&${bucket}&${range}`)
+      ).json() as { start: string; count: number; min: number; max: number; mean: number }[];
+      const expected = starts
+        .map((from, i) => {
+          const inside = inRange
+            .filter((p) => p.at >= from && p.at < (starts[i + 1] ?? Number.POSITIVE_INFINITY))
+            .map((p) => p.x);
+          return { from, inside };
+        })
+        .filter(({ inside }) => inside.length > 0);
+      assert.equal(answer.length, expected.length, bucket);
+      answer.forEach((got, i) => {
+        const { from, inside } = expected[i] as { from: number; inside: number[] };
+        assert.equal(Date.parse(got.start), from, bucket);
+        assert.deepEqual(
+          [got.count, got.min, got.max],
+          [inside.length, Math.min(...inside), Math.max(...inside)],
+          `${bucket} ${got.start}`,
+        );
+        const mean = inside.reduce((a, b) => a + b, 0) / inside.length;
+        assert.ok(Math.abs(got.mean - mean) < 1e-9, `${bucket} ${got.start}: ${got.mean} vs ${mean}`);
+      });
+    }
+  });
+
   it('answers an empty selection with an empty series', async () => {
     assert.deepEqual(await series('start_date=2030-01-01T00:00:00Z&end_date=2030-01-02T00:00:00Z'), []);
     const lonely = await h.createDevice();

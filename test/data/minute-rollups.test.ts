@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import type { Kysely } from 'kysely';
+import * as readingMinutes from '../../src/db/migrations/0003-reading-minutes.js';
+import { type Harness, onEachEngine } from '../helpers/harness.js';
+
+const MINUTE = 60_000;
+
+/** Deterministic values with fractions and both signs (a linear congruential generator). */
+function values(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+    return Math.round((state / 2 ** 31 - 0.5) * 2_000_000) / 1000;
+  };
+}
+
+interface Expected {
+  readings: number;
+  min: Record<string, number>;
+  max: Record<string, number>;
+  sum: Record<string, number>;
+  magnitude: Record<string, number>;
+}
+
+/** The rollups computed here from the stored readings, keyed `device/minute`. */
+async function expectedRollups(h: Harness): Promise<Map<string, Expected>> {
+  const readings = await h.db.selectFrom('data').select(['device_id', 'created_at', 'x', 'y', 'z']).execute();
+  const expected = new Map<string, Expected>();
+  for (const reading of readings) {
+    const at = Number(reading.created_at);
+    const key = `${reading.device_id}/${at - (((at % MINUTE) + MINUTE) % MINUTE)}`;
+    const entry = expected.get(key) ?? { readings: 0, min: {}, max: {}, sum: {}, magnitude: {} };
+    entry.readings++;
+    for (const attr of ['x', 'y', 'z'] as const) {
+      const value = reading[attr];
+      entry.min[attr] = Math.min(entry.min[attr] ?? Number.POSITIVE_INFINITY, value);
+      entry.max[attr] = Math.max(entry.max[attr] ?? Number.NEGATIVE_INFINITY, value);
+      entry.sum[attr] = (entry.sum[attr] ?? 0) + value;
+      entry.magnitude[attr] = (entry.magnitude[attr] ?? 0) + Math.abs(value);
+    }
+    expected.set(key, entry);
+  }
+  return expected;
+}
+
+async function assertRollupsMatchReadings(h: Harness): Promise<void> {
+  const expected = await expectedRollups(h);
+  const rollups = await h.db.selectFrom('reading_minutes').selectAll().execute();
+  assert.deepEqual(
+    rollups.map((r) => `${r.device_id}/${Number(r.minute)}`).sort(),
+    [...expected.keys()].sort(),
+  );
+  for (const rollup of rollups) {
+    const want = expected.get(`${rollup.device_id}/${Number(rollup.minute)}`) as Expected;
+    assert.equal(rollup.readings, want.readings);
+    for (const attr of ['x', 'y', 'z'] as const) {
+      assert.equal(rollup[`${attr}_min`], want.min[attr]);
+      assert.equal(rollup[`${attr}_max`], want.max[attr]);
+      const sum = rollup[`${attr}_sum`] as number;
+      assert.ok(
+        Math.abs(sum - (want.sum[attr] as number)) <= 1e-12 * (want.magnitude[attr] as number),
+        `${attr}_sum ${sum} vs ${want.sum[attr]}`,
+      );
+    }
+  }
+}
+
+onEachEngine('per-minute rollups', (h: Harness) => {
+  it('match the stored readings for batches, late readings, single readings and imports', async () => {
+    const first = await h.createDevice();
+    const second = await h.createDevice();
+    const next = values(7);
+    const start = Date.now() - 3 * 3_600_000;
+    // 400 readings at irregular times over about 40 minutes, the two devices interleaved.
+    const batch = Array.from({ length: 400 }, (_, i) => ({
+      device_id: i % 3 === 0 ? second : first,
+      x: next(),
+      y: next(),
+      z: next(),
+      timestamp: new Date(start + i * 6_037).toISOString(),
+    }));
+    assert.equal((await h.post('/data/', batch)).statusCode, 200);
+    // Late readings into minutes that already have rollups, and into earlier ones.
+    const late = Array.from({ length: 50 }, (_, i) => ({
+      device_id: first,
+      x: next(),
+      y: next(),
+      z: next(),
+      timestamp: new Date(start - 5 * MINUTE + i * 17_011).toISOString(),
+    }));
+    assert.equal((await h.post('/data/', late)).statusCode, 200);
+    // Single readings at server time, concurrent so that they are group-committed.
+    const singles = await Promise.all(
+      Array.from({ length: 30 }, () => h.post('/data/', { device_id: second, x: next(), y: next(), z: 1 })),
+    );
+    assert.deepEqual(new Set(singles.map((r) => r.statusCode)), new Set([200]));
+    const csv = Array.from(
+      { length: 40 },
+      (_, i) => `${first},${next()},${next()},${next()},${new Date(start + i * 29_000).toISOString()}`,
+    ).join('\n');
+    const imported = await h.inject({
+      method: 'POST',
+      url: '/data/import',
+      headers: { 'content-type': 'text/csv' },
+      payload: csv,
+    });
+    assert.equal(imported.json().stored, 40, imported.body);
+
+    await assertRollupsMatchReadings(h);
+  });
+
+  it('are rebuilt from the stored readings when the migration runs on an existing database', async () => {
+    const db = h.db as unknown as Kysely<unknown>;
+    await readingMinutes.down(db);
+    await readingMinutes.up(db);
+    await assertRollupsMatchReadings(h);
+  });
+
+  it('keep sums beyond the double range as unknown, and go on storing', async () => {
+    const device = await h.createDevice();
+    const at = Date.UTC(2026, 0, 5, 12, 30, 10);
+    const reading = (x: number, y: number, second: number) => ({
+      device_id: device,
+      x,
+      y,
+      z: 0,
+      timestamp: new Date(at + second * 1000).toISOString(),
+    });
+    // Overflowing when added to the minute's stored sum, then within one statement.
+    assert.equal((await h.post('/data/', reading(1e308, 1, 0))).statusCode, 200);
+    assert.equal((await h.post('/data/', reading(1e308, 2, 1))).statusCode, 200);
+    assert.equal((await h.post('/data/', [reading(1.5e308, 3, 2), reading(1.5e308, 2, 3)])).statusCode, 200);
+    const minute = `device_id=${device}&start_date=2026-01-05T12:30:00Z&end_date=2026-01-05T12:31:00Z&bucket=1m`;
+    let [bucket] = (await h.get(`/analyze_statistics/series?${minute}&attr=x,y`)).json();
+    assert.deepEqual(bucket, {
+      start: '2026-01-05T12:30:00+00:00',
+      count: 4,
+      x: { min: 1e308, max: 1.5e308, mean: null },
+      y: { min: 1, max: 3, mean: 2 },
+    });
+    // Infinity minus Infinity: the sum is not a number, and still not an error.
+    const negative = [reading(-1e308, 3, 4), reading(-1e308, 3, 5), reading(-1e308, 3, 6)];
+    assert.equal((await h.post('/data/', negative)).statusCode, 200);
+    [bucket] = (await h.get(`/analyze_statistics/series?${minute}&attr=x,y`)).json();
+    assert.deepEqual(bucket.x, { min: -1e308, max: 1.5e308, mean: null });
+    assert.deepEqual([bucket.count, bucket.y.mean], [7, 17 / 7]);
+  });
+
+  it('go with their device when it is deleted', async () => {
+    const owner = await h.signUp();
+    const device = await h.createDevice(owner.token);
+    assert.equal((await h.post('/data/', { device_id: device, x: 1, y: 2, z: 3 })).statusCode, 200);
+    const ofDevice = () =>
+      h.db.selectFrom('reading_minutes').select('readings').where('device_id', '=', device).execute();
+    assert.deepEqual(await ofDevice(), [{ readings: 1 }]);
+    const deleted = await h.inject({
+      method: 'DELETE',
+      url: `/device/${device}`,
+      headers: { authorization: `Bearer ${owner.token}` },
+    });
+    assert.equal(deleted.statusCode, 204, deleted.body);
+    assert.deepEqual(await ofDevice(), []);
+  });
+});
