@@ -1,14 +1,39 @@
-import type { Kysely, Selectable } from 'kysely';
-import type { Database, DevicesTable } from '../db/tables.js';
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
+import type { Database, DevicesTable, EpochMs } from '../db/tables.js';
 import { toIsoString } from '../http/dates.js';
 import type { Device } from './schemas.js';
 
-const toDevice = (row: Selectable<DevicesTable>): Device => ({
+/** How much a device has sent: its readings and the time of the latest one. */
+interface Activity {
+  readings: number | string | null;
+  last_reading_at: EpochMs | string | null;
+}
+
+const toDevice = (row: Selectable<DevicesTable>, activity: Activity): Device => ({
   id: row.id,
   name: row.name,
   user_id: row.user_id,
   created_at: toIsoString(row.created_at),
+  readings: Number(activity.readings ?? 0),
+  last_reading_at: activity.last_reading_at === null ? null : toIsoString(Number(activity.last_reading_at)),
 });
+
+/**
+ * The activity of the device in each row: the count summed over its per-minute rollups (a month is
+ * ~43,000 of them, not every reading) and its latest reading time, one lookup in data_device_time.
+ */
+const activity = (eb: ExpressionBuilder<Database, 'devices'>) => [
+  eb
+    .selectFrom('reading_minutes')
+    .select((sub) => sub.fn.sum<number>('reading_minutes.readings').as('readings'))
+    .whereRef('reading_minutes.device_id', '=', 'devices.id')
+    .as('readings'),
+  eb
+    .selectFrom('data')
+    .select((sub) => sub.fn.max('data.created_at').as('last'))
+    .whereRef('data.device_id', '=', 'devices.id')
+    .as('last_reading_at'),
+];
 
 export async function insertDevice(
   db: Kysely<Database>,
@@ -24,17 +49,12 @@ export async function insertDevice(
     })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return toDevice(row);
+  return toDevice(row, { readings: 0, last_reading_at: null });
 }
 
 export async function renameDevice(db: Kysely<Database>, id: number, name: string | null): Promise<Device> {
-  const row = await db
-    .updateTable('devices')
-    .set({ name })
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return toDevice(row);
+  await db.updateTable('devices').set({ name }).where('id', '=', id).execute();
+  return (await findDevice(db, id)) as Device;
 }
 
 export async function setIngestTokenDigest(db: Kysely<Database>, id: number, digest: string): Promise<void> {
@@ -47,8 +67,21 @@ export async function deleteDevice(db: Kysely<Database>, id: number): Promise<vo
 }
 
 export async function findDevice(db: Kysely<Database>, id: number): Promise<Device | undefined> {
-  const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
-  return row && toDevice(row);
+  const row = await db
+    .selectFrom('devices')
+    .selectAll('devices')
+    .select(activity)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row && toDevice(row, row);
+}
+
+/** Who owns a device (null: nobody), or undefined when there is no such device. */
+export async function findDeviceOwner(
+  db: Kysely<Database>,
+  id: number,
+): Promise<{ user_id: number | null } | undefined> {
+  return db.selectFrom('devices').select('user_id').where('id', '=', id).executeTakeFirst();
 }
 
 /** One page of devices in id order, starting after `afterId`; one row more than `limit` tells a next page. */
@@ -58,12 +91,13 @@ export async function listDevices(
 ): Promise<Device[]> {
   let query = db
     .selectFrom('devices')
-    .selectAll()
+    .selectAll('devices')
+    .select(activity)
     .orderBy('id')
     .limit(page.limit + 1);
   if (page.afterId !== undefined) query = query.where('id', '>', page.afterId);
   if (page.ownerId !== undefined) query = query.where('user_id', '=', page.ownerId);
-  return (await query.execute()).map(toDevice);
+  return (await query.execute()).map((row) => toDevice(row, row));
 }
 
 /** The devices among `ids` that exist, with the digest of their ingest token. */

@@ -12,6 +12,7 @@ import type { KnownDevices } from './known-devices.js';
 import {
   deleteDevice,
   findDevice,
+  findDeviceOwner,
   insertDevice,
   listDevices,
   renameDevice,
@@ -41,11 +42,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
   { db, auth, devices, ingestAuth },
 ) => {
   /** The device, if the caller may change it: its owner, or a superuser (the only one for an ownerless device). */
-  async function manageableDevice(id: number, user: UserRow | null): Promise<Device> {
-    const device = await findDevice(db, id);
+  async function requireManageable(id: number, user: UserRow | null): Promise<void> {
+    const device = await findDeviceOwner(db, id);
     if (!device) throw notFound(`Device ${id} not found`);
     if (!user?.is_superuser && (device.user_id === null || device.user_id !== user?.id)) throw forbidden();
-    return device;
   }
 
   app.post(
@@ -122,8 +122,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const device = await manageableDevice(request.params.device_id, request.user);
-      return renameDevice(db, device.id, request.body.name);
+      await requireManageable(request.params.device_id, request.user);
+      return renameDevice(db, request.params.device_id, request.body.name);
     },
   );
 
@@ -140,9 +140,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       },
     },
     async (request, reply) => {
-      const device = await manageableDevice(request.params.device_id, request.user);
-      await deleteDevice(db, device.id);
-      devices.forget(device.id);
+      const id = request.params.device_id;
+      await requireManageable(id, request.user);
+      await deleteDevice(db, id);
+      devices.forget(id);
       return reply.code(204).send(null);
     },
   );
@@ -160,11 +161,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const device = await manageableDevice(request.params.device_id, request.user);
+      const id = request.params.device_id;
+      await requireManageable(id, request.user);
       const secret = newIngestToken();
-      await setIngestTokenDigest(db, device.id, secret.digest);
-      devices.forget(device.id);
-      return { device_id: device.id, ingest_token: secret.token };
+      await setIngestTokenDigest(db, id, secret.digest);
+      devices.forget(id);
+      return { device_id: id, ingest_token: secret.token };
     },
   );
 };

@@ -10,6 +10,11 @@ export const Device = Type.Object(
       description: 'The owner, or null for an anonymous device',
     }),
     created_at: Type.String({ format: 'date-time', examples: ['2026-11-27T08:00:00.000Z'] }),
+    readings: Type.Integer({ description: 'Readings stored for this device', examples: [1440] }),
+    last_reading_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description: 'The time of its latest reading, or null before the first',
+      examples: ['2026-11-27T08:59:58.250Z'],
+    }),
   },
   { $id: 'Device' },
 );

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database, EpochMs } from '../db/tables.js';
-import { findDevice } from '../devices/queries.js';
+import { findDeviceOwner } from '../devices/queries.js';
 import { notFound } from '../http/errors.js';
 import { findUserById } from '../users/queries.js';
 
@@ -39,7 +39,7 @@ export async function requireSelectable(
   if (ownerId !== undefined && !(await findUserById(db, ownerId)))
     throw notFound(`User ${ownerId} not found`);
   if (deviceId === undefined) return;
-  const device = await findDevice(db, deviceId);
+  const device = await findDeviceOwner(db, deviceId);
   if (!device) throw notFound(`Device ${deviceId} not found`);
   if (ownerId !== undefined && device.user_id !== ownerId) {
     throw notFound(`Device ${deviceId} does not belong to user ${ownerId}`);

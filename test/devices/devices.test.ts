@@ -10,6 +10,8 @@ interface DeviceJson {
   name: string | null;
   user_id: number | null;
   created_at: string;
+  readings: number;
+  last_reading_at: string | null;
 }
 
 /** A token as the service would sign it, with a chosen expiry and secret. */
@@ -50,7 +52,15 @@ onEachEngine('devices', (h: Harness) => {
     const after = Date.now();
     assert.equal(response.statusCode, 200, response.body);
     const body = response.json();
-    assert.deepEqual(Object.keys(body).sort(), ['created_at', 'id', 'name', 'user_id']);
+    assert.deepEqual(Object.keys(body).sort(), [
+      'created_at',
+      'id',
+      'last_reading_at',
+      'name',
+      'readings',
+      'user_id',
+    ]);
+    assert.deepEqual([body.readings, body.last_reading_at], [0, null]);
     assert.equal(typeof body.id, 'number');
     assert.equal(body.name, 'greenhouse-north');
     assert.equal(body.user_id, null);
@@ -271,12 +281,55 @@ onEachEngine('devices', (h: Harness) => {
     assert.deepEqual(nobody.json(), []);
   });
 
+  it('tells how many readings a device has and when the latest was taken, late ones included', async () => {
+    const owner = await h.signUp();
+    const busy = await h.createDevice(owner.token, 'busy');
+    const quiet = await h.createDevice(owner.token, 'quiet');
+    const times = ['2026-11-20T10:00:00.125Z', '2026-11-20T10:00:59.999Z', '2026-11-21T08:30:00.000Z'];
+    const readings = times.map((timestamp) => ({ device_id: busy, x: 1, y: 2, z: 3, timestamp }));
+    assert.equal((await h.post('/data/', readings)).statusCode, 200);
+    // A late reading counts but is not the latest.
+    const late = { device_id: busy, x: 1, y: 2, z: 3, timestamp: '2026-11-01T00:00:00.000Z' };
+    assert.equal((await h.post('/data/', late)).statusCode, 200);
+
+    const one = (await h.get(`/device/${busy}`)).json();
+    assert.deepEqual([one.readings, one.last_reading_at], [4, '2026-11-21T08:30:00.000Z']);
+    const listed = (await h.get(`/device/?user_id=${owner.id}`)).json() as DeviceJson[];
+    assert.deepEqual(
+      listed.map((d) => [d.name, d.readings, d.last_reading_at]),
+      [
+        ['busy', 4, '2026-11-21T08:30:00.000Z'],
+        ['quiet', 0, null],
+      ],
+    );
+    const renamed = await h.inject({
+      method: 'PATCH',
+      url: `/device/${busy}`,
+      headers: { authorization: `Bearer ${owner.token}`, 'content-type': 'application/json' },
+      payload: { name: 'renamed' },
+    });
+    assert.deepEqual(
+      [renamed.json().name, renamed.json().readings, renamed.json().last_reading_at],
+      ['renamed', 4, '2026-11-21T08:30:00.000Z'],
+    );
+    // Only this device's readings, whatever the others have.
+    assert.equal((await h.post('/data/', { device_id: quiet, x: 0, y: 0, z: 0 })).statusCode, 200);
+    assert.equal((await h.get(`/device/${busy}`)).json().readings, 4);
+  });
+
   it('shows null name and null owner as keys in the list, not omitted', async () => {
     const id = await h.createDevice(undefined, null);
     const { pages } = await walk('/device/?limit=1000');
     const listed = pages.flat().find((d) => d.id === id);
     assert.ok(listed, 'the new device is not listed');
-    assert.deepEqual(Object.keys(listed).sort(), ['created_at', 'id', 'name', 'user_id']);
+    assert.deepEqual(Object.keys(listed).sort(), [
+      'created_at',
+      'id',
+      'last_reading_at',
+      'name',
+      'readings',
+      'user_id',
+    ]);
     assert.equal(listed.name, null);
     assert.equal(listed.user_id, null);
     assert.match(listed.created_at, ISO_UTC);

@@ -15,6 +15,8 @@ export interface Device {
   name: string | null;
   user_id: number | null;
   created_at: string;
+  readings: number;
+  last_reading_at: string | null;
   ingest_token?: string;
 }
 

@@ -187,12 +187,10 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
         statsBox.dataset.start = startDate;
         emptyBox.replaceChildren();
         if (stats.x.count === 0) {
-          const total = await get<{ count: number }>(
-            `/analyze_statistics/${query({ device_id: deviceId, attr: 'x' })}`,
-            controller.signal,
-          );
+          // The device's own count, which the device answer carries (no statistics over its history).
+          const { readings } = await get<Device>(`/device/${deviceId}`, controller.signal);
           emptyBox.append(
-            total.count === 0
+            readings === 0
               ? h(
                   'div',
                   { class: 'empty' },
@@ -210,7 +208,7 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
                   h(
                     'p',
                     {},
-                    `No readings in this range: this device has ${total.count} in all. Try a longer range.`,
+                    `No readings in this range: this device has ${readings} in all. Try a longer range.`,
                   ),
                 ),
           );

@@ -1,65 +1,10 @@
-import {
-  type Bucket,
-  currentUser,
-  type Device,
-  get,
-  getAll,
-  query,
-  type Reading,
-  request,
-  type Statistics,
-} from './api';
+import { currentUser, type Device, getAll, query, request } from './api';
 import { formatDateTime, formatNumber, h, message } from './dom';
 
 function ownerName(device: Device): string {
   const me = currentUser();
   if (device.user_id === null) return 'nobody';
   return device.user_id === me?.id ? `you (${me.email})` : `user #${device.user_id}`;
-}
-
-/**
- * When a device last sent a reading, without reading its history: the series endpoint finds the last
- * minute with readings (looking at the last 6 hours first, else at the last day with any), then one small
- * page of readings from that minute gives the exact time.
- */
-export async function lastReadingTime(deviceId: number, signal: AbortSignal): Promise<Date | null> {
-  const series = (params: Record<string, string | number>) =>
-    get<Bucket[]>(
-      `/analyze_statistics/series${query({ device_id: deviceId, attr: 'x', ...params })}`,
-      signal,
-    );
-  const now = Date.now();
-  let minutes = await series({ bucket: '1m', start_date: new Date(now - 6 * 3600_000).toISOString() });
-  if (minutes.length === 0) {
-    const days = await series({ bucket: '1d' });
-    const lastDay = days.at(-1);
-    if (!lastDay) return null;
-    const from = Date.parse(lastDay.start);
-    minutes = await series({
-      bucket: '1m',
-      start_date: new Date(from).toISOString(),
-      end_date: new Date(from + 26 * 3600_000).toISOString(),
-    });
-  }
-  const lastMinute = minutes.at(-1);
-  if (!lastMinute) return null;
-  const { data, headers } = await request<Reading[]>(
-    `/data/${query({ device_id: deviceId, start_date: lastMinute.start, limit: 1000 })}`,
-    { signal },
-  );
-  const last = data.at(-1);
-  // A minute with more than a page of readings: the minute is close enough.
-  if (!last || headers.get('link')) return new Date(Date.parse(lastMinute.start) + 60_000);
-  return new Date(last.created_at);
-}
-
-async function inPool<T>(items: T[], size: number, work: (item: T) => Promise<void>): Promise<void> {
-  const queue = [...items];
-  await Promise.all(
-    Array.from({ length: size }, async () => {
-      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await work(item);
-    }),
-  );
 }
 
 export function devicesView(main: HTMLElement): () => void {
@@ -100,18 +45,11 @@ export function devicesView(main: HTMLElement): () => void {
     listArea.setAttribute('aria-busy', 'true');
     try {
       const mine = onlyMine.checked && me;
-      const [devices, counts] = await Promise.all([
-        getAll<Device>(
-          `/device/${query({ limit: 1000, user_id: mine ? me.id : undefined })}`,
-          20,
-          controller.signal,
-        ),
-        get<(Statistics & { device_id: number })[]>(
-          `/analyze_statistics/${query({ attr: 'x', group_by: 'device' })}`,
-          controller.signal,
-        ),
-      ]);
-      const countOf = new Map(counts.map((row) => [row.device_id, row.count]));
+      const devices = await getAll<Device>(
+        `/device/${query({ limit: 1000, user_id: mine ? me.id : undefined })}`,
+        20,
+        controller.signal,
+      );
       if (devices.length === 0) {
         listArea.replaceChildren(
           h(
@@ -123,11 +61,14 @@ export function devicesView(main: HTMLElement): () => void {
         );
         return;
       }
-      const lastCells = new Map<number, HTMLElement>();
       const rows = devices.map((device) => {
-        const count = countOf.get(device.id) ?? 0;
-        const last = h('td', { 'data-label': 'Last reading' }, count > 0 ? 'Looking…' : 'never');
-        if (count > 0) lastCells.set(device.id, last);
+        const count = device.readings;
+        const last = device.last_reading_at;
+        const lastCell = h(
+          'td',
+          { 'data-label': 'Last reading', 'data-time': last ?? undefined },
+          last ? formatDateTime(new Date(last)) : 'never',
+        );
         return h(
           'tr',
           { 'data-device-id': device.id },
@@ -138,7 +79,7 @@ export function devicesView(main: HTMLElement): () => void {
           ),
           h('td', { 'data-label': 'Owner' }, ownerName(device)),
           h('td', { 'data-label': 'Readings', class: 'num', 'data-count': count }, formatNumber(count)),
-          last,
+          lastCell,
         );
       });
       listArea.replaceChildren(
@@ -161,17 +102,6 @@ export function devicesView(main: HTMLElement): () => void {
           h('tbody', {}, rows),
         ),
       );
-      listArea.setAttribute('aria-busy', 'false');
-      await inPool([...lastCells.keys()], 4, async (id) => {
-        const cell = lastCells.get(id) as HTMLElement;
-        try {
-          const when = await lastReadingTime(id, controller.signal);
-          cell.textContent = when ? formatDateTime(when) : 'never';
-          if (when) cell.setAttribute('data-time', when.toISOString());
-        } catch (error) {
-          if ((error as Error).name !== 'AbortError') cell.textContent = 'unknown';
-        }
-      });
     } catch (error) {
       if ((error as Error).name !== 'AbortError')
         listArea.replaceChildren(message('error', (error as Error).message));
