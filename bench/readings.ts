@@ -120,6 +120,42 @@ export function* largeBatches(plan: LargePlan, ticksPerBatch: number): Generator
   }
 }
 
+const ROLLUP_COLUMNS =
+  'device_id, minute, readings, x_min, x_max, x_sum, y_min, y_max, y_sum, z_min, z_max, z_sum';
+
+/**
+ * The per-minute rollups (reading_minutes) rebuilt from the data table, as migration 0003 fills
+ * them: a bulk load straight through the driver bypasses the API, which keeps them at every insert.
+ * The same text runs on both engines (the bench's values never overflow a sum).
+ */
+export const REBUILD_MINUTE_ROLLUPS = [
+  'delete from reading_minutes',
+  `insert into reading_minutes (${ROLLUP_COLUMNS})
+   select device_id, created_at - ((created_at % 60000) + 60000) % 60000, count(*),
+     min(x), max(x), sum(x), min(y), max(y), sum(y), min(z), max(z), sum(z)
+   from data group by 1, 2`,
+];
+
+/**
+ * Adds the readings of `source` (a relation with device_id, x, y, z and created_at) to their
+ * per-minute rollups, as src/db/dialect.ts rollUpMinutes does on every insert: grouped by device and
+ * minute, merged into the rows already there. `lesser`/`greater` name the engine's two-argument
+ * min and max. The API's PostgreSQL sums also guard against overflow; the bench's values never need it.
+ */
+export function rollUpSql(source: string, lesser: string, greater: string): string {
+  const merged = ['x', 'y', 'z'].flatMap((v) => [
+    `${v}_min = ${lesser}(reading_minutes.${v}_min, excluded.${v}_min)`,
+    `${v}_max = ${greater}(reading_minutes.${v}_max, excluded.${v}_max)`,
+    `${v}_sum = reading_minutes.${v}_sum + excluded.${v}_sum`,
+  ]);
+  return `insert into reading_minutes (${ROLLUP_COLUMNS})
+    select r.device_id, r.created_at - ((r.created_at % 60000) + 60000) % 60000, count(*),
+      min(r.x), max(r.x), sum(r.x), min(r.y), max(r.y), sum(r.y), min(r.z), max(r.z), sum(r.z)
+    from ${source} as r where true group by 1, 2 order by 1, 2
+    on conflict (device_id, minute) do update set
+      readings = reading_minutes.readings + excluded.readings, ${merged.join(', ')}`;
+}
+
 /** A statement with its parameters, run straight through a driver. */
 export interface RawStatement {
   text: string;
@@ -173,9 +209,9 @@ export interface RawEngine {
   bulkLoadLarge(plan: LargePlan): Promise<Rate & { method: string }>;
   /** The size of the data on disk (SQLite: the database file; PostgreSQL: the data table and its indexes). */
   sizeBytes(): Promise<number>;
-  /** One row per transaction (per statement, autocommit). */
+  /** One reading per transaction, with its rollup (per statement, autocommit). */
   singleRowTransactions(deviceId: number, budget: Budget): Promise<Rate>;
-  /** 1,000-row batches, every reasonable way this engine has; the caller takes the fastest. */
+  /** 1,000-row batches with their rollups, every reasonable way this engine has; the caller takes the fastest. */
   batchedInserts(
     deviceId: number,
     batchSize: number,
