@@ -3,6 +3,7 @@ import pg from 'pg';
 import {
   largeBatches,
   makeReadings,
+  minuteRollups,
   type Rate,
   type RawEngine,
   type RawStatement,
@@ -10,9 +11,9 @@ import {
   type Reading,
   type ReadingTuple,
   rate,
-  rollUpSql,
   type SeriesSpec,
   type StatisticsSpec,
+  upsertRollupsSql,
 } from './readings.js';
 
 const DAY_MS = 86_400_000;
@@ -20,10 +21,16 @@ const PARALLEL_CONNECTIONS = [1, 2, 4];
 const INSERT_UNNEST = `insert into data (device_id, x, y, z, created_at)
   select * from unnest($1::int[], $2::float8[], $3::float8[], $4::float8[], $5::int8[])`;
 const INSERT_ONE = 'insert into data (device_id, x, y, z, created_at) values ($1, $2, $3, $4, $5)';
-/** An insert chained to the per-minute rollups in one statement, as the API stores readings. */
+/** An insert chained to its per-minute rollups ($6 to $17, grouped in JS) in one statement, as the API stores readings. */
 const withRollUp = (insert: string) =>
-  `with inserted as (${insert} returning device_id, x, y, z, created_at)
-   ${rollUpSql('inserted', 'least', 'greatest')}`;
+  `with inserted as (${insert} returning id), rolled_up as (${upsertRollupsSql(
+    `(select * from unnest($6::int[], $7::int8[], $8::int[], ${Array.from({ length: 9 }, (_, i) => `$${9 + i}::float8[]`).join(', ')}))`,
+    'least',
+    'greatest',
+  )}) select count(*) from inserted`;
+/** minuteRollups as the twelve column arrays of withRollUp. */
+const rollupColumns = (rollups: number[][]) =>
+  Array.from({ length: 12 }, (_, c) => rollups.map((rollup) => rollup[c]));
 /** Rows per INSERT ... unnest statement when loading the large dataset. */
 const LARGE_BATCH_ROWS = 50_000;
 
@@ -231,10 +238,11 @@ export async function postgresEngine(adminUrl: string): Promise<RawEngine> {
       while (rows < budget.maxRows && performance.now() < deadline) {
         const r = readings[rows % readings.length] ?? readings[0];
         if (!r) break;
+        const at = Date.now();
         await db.query({
           name: 'bench_insert_one',
           text: withRollUp(INSERT_ONE),
-          values: [r.device_id, r.x, r.y, r.z, Date.now()],
+          values: [r.device_id, r.x, r.y, r.z, at, ...rollupColumns(minuteRollups([r], () => at))],
         });
         rows += 1;
       }
@@ -265,14 +273,17 @@ export async function postgresEngine(adminUrl: string): Promise<RawEngine> {
                 await db.query({
                   name: 'bench_insert_unnest',
                   text: withRollUp(INSERT_UNNEST),
-                  values: columns(readings, () => at),
+                  values: [
+                    ...columns(readings, () => at),
+                    ...rollupColumns(minuteRollups(readings, () => at)),
+                  ],
                 });
                 rows += batchSize;
               }
             }),
           );
           results.push({
-            method: `INSERT ... SELECT FROM unnest($1::int[], ...) chained to the rollup upsert, per batch, ${connections} connection${connections > 1 ? 's' : ''}`,
+            method: `INSERT ... SELECT FROM unnest($1::int[], ...) chained to the rollups grouped in JS, per batch, ${connections} connection${connections > 1 ? 's' : ''}`,
             ...rate(rows, (performance.now() - began) / 1000),
           });
         } finally {

@@ -137,21 +137,47 @@ export const REBUILD_MINUTE_ROLLUPS = [
 ];
 
 /**
- * Adds the readings of `source` (a relation with device_id, x, y, z and created_at) to their
- * per-minute rollups, as src/db/dialect.ts rollUpMinutes does on every insert: grouped by device and
- * minute, merged into the rows already there. `lesser`/`greater` name the engine's two-argument
- * min and max. The API's PostgreSQL sums also guard against overflow; the bench's values never need it.
+ * Readings summed up per device and UTC minute, in key order, as src/db/reading-store.ts does before
+ * each insert: rows of reading_minutes' columns (device_id, minute, readings, then min, max and sum
+ * of x, y and z).
  */
-export function rollUpSql(source: string, lesser: string, greater: string): string {
+export function minuteRollups(readings: Reading[], at: (i: number) => number): number[][] {
+  const byKey = new Map<string, number[]>();
+  readings.forEach((r, i) => {
+    const time = at(i);
+    const minute = time - (((time % 60_000) + 60_000) % 60_000);
+    const key = `${r.device_id}/${minute}`;
+    let rollup = byKey.get(key);
+    if (!rollup) {
+      rollup = [r.device_id, minute, 0, r.x, r.x, 0, r.y, r.y, 0, r.z, r.z, 0];
+      byKey.set(key, rollup);
+    }
+    rollup[2] = (rollup[2] as number) + 1;
+    [r.x, r.y, r.z].forEach((value, v) => {
+      const c = 3 + v * 3;
+      rollup[c] = Math.min(rollup[c] as number, value);
+      rollup[c + 1] = Math.max(rollup[c + 1] as number, value);
+      rollup[c + 2] = (rollup[c + 2] as number) + value;
+    });
+  });
+  return [...byKey.values()].sort(
+    (a, b) => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number),
+  );
+}
+
+/**
+ * Merges `source` (a relation with reading_minutes' columns) into the rows already there, as the API
+ * does on every insert. `lesser`/`greater` name the engine's two-argument min and max. The API's
+ * PostgreSQL sums also guard against overflow; the bench's values never need it.
+ */
+export function upsertRollupsSql(source: string, lesser: string, greater: string): string {
   const merged = ['x', 'y', 'z'].flatMap((v) => [
     `${v}_min = ${lesser}(reading_minutes.${v}_min, excluded.${v}_min)`,
     `${v}_max = ${greater}(reading_minutes.${v}_max, excluded.${v}_max)`,
     `${v}_sum = reading_minutes.${v}_sum + excluded.${v}_sum`,
   ]);
   return `insert into reading_minutes (${ROLLUP_COLUMNS})
-    select r.device_id, r.created_at - ((r.created_at % 60000) + 60000) % 60000, count(*),
-      min(r.x), max(r.x), sum(r.x), min(r.y), max(r.y), sum(r.y), min(r.z), max(r.z), sum(r.z)
-    from ${source} as r where true group by 1, 2 order by 1, 2
+    select * from ${source} as incoming where true
     on conflict (device_id, minute) do update set
       readings = reading_minutes.readings + excluded.readings, ${merged.join(', ')}`;
 }

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { ReadingRow } from '../db/dialect.js';
+import type { ReadingRow } from '../db/reading-store.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
 import type { Ingest } from './ingest.js';
 import { readLines } from './lines.js';

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import { type Engine, insertReadingRows, isForeignKeyViolation, type ReadingRow } from '../db/dialect.js';
+import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
+import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
 import type { KnownDevices } from '../devices/known-devices.js';

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
-import { type Engine, insertReadingRows, isForeignKeyViolation, type ReadingRow } from '../db/dialect.js';
+import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
+import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
 import type { Database } from '../db/tables.js';
 import { notFound } from '../http/errors.js';
 

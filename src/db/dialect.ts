@@ -1,5 +1,4 @@
 import { type Expression, type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
-import type { Database } from './tables.js';
 
 /** The few SQL pieces that differ between SQLite and PostgreSQL. Everything else is shared SQL. */
 export type Engine = 'sqlite' | 'postgres';
@@ -76,112 +75,9 @@ export function ieeeAdd(engine: Engine, a: Expression<number>, b: Expression<num
 }
 
 /** The smaller and the larger of two values (SQLite's two-argument min and max). */
-function lesser(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
+export function lesser(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
   return engine === 'postgres' ? sql<number>`least(${a}, ${b})` : sql<number>`min(${a}, ${b})`;
 }
-function greater(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
+export function greater(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
   return engine === 'postgres' ? sql<number>`greatest(${a}, ${b})` : sql<number>`max(${a}, ${b})`;
-}
-
-/** A reading ready to store: the columns of `data` but its id. */
-export interface ReadingRow {
-  device_id: number;
-  x: number;
-  y: number;
-  z: number;
-  created_at: number;
-}
-
-const VALUES = ['x', 'y', 'z'] as const;
-
-/**
- * Stores many readings atomically and answers their ids in input order, keeping the per-minute
- * rollups (`reading_minutes`) up to date in the same transaction, late readings included.
- * One statement with one parameter per column beats a row-per-statement loop on both engines:
- * SQLite reads a JSON array through json_each (doubles round-trip exactly), PostgreSQL unnests
- * arrays and chains the rollup to the insert in one statement.
- */
-export async function insertReadingRows(
-  db: Kysely<Database>,
-  engine: Engine,
-  rows: ReadingRow[],
-): Promise<number[]> {
-  if (rows.length === 0) return [];
-  if (engine === 'postgres') {
-    const result = await sql<{ id: number }>`
-      with inserted as (
-        insert into data (device_id, x, y, z, created_at)
-        select * from unnest(
-          ${rows.map((r) => r.device_id)}::int[], ${rows.map((r) => r.x)}::float8[],
-          ${rows.map((r) => r.y)}::float8[], ${rows.map((r) => r.z)}::float8[],
-          ${rows.map((r) => r.created_at)}::int8[])
-        returning id, device_id, x, y, z, created_at
-      ), rolled_up as (${rollUpMinutes(engine, sql`inserted`)})
-      select id from inserted`.execute(db);
-    // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
-    return result.rows.map((row) => Number(row.id)).sort((a, b) => a - b);
-  }
-  const json = JSON.stringify(rows.map((r) => [r.device_id, r.x, r.y, r.z, r.created_at]));
-  // Values are cast to real as the data columns store them, so sums never take SQLite's integer path.
-  const readings = sql`(select value ->> 0 as device_id, cast(value ->> 1 as real) as x,
-    cast(value ->> 2 as real) as y, cast(value ->> 3 as real) as z, value ->> 4 as created_at
-    from json_each(${json}))`;
-  return db.connection().execute(async (connection) => {
-    await sql`begin`.execute(connection);
-    try {
-      const result = await sql`
-        insert into data (device_id, x, y, z, created_at)
-        select device_id, x, y, z, created_at from ${readings}`.execute(connection);
-      await rollUpMinutes(engine, readings).execute(connection);
-      await sql`commit`.execute(connection);
-      // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
-      // last insert id; reading them that way is cheaper than RETURNING.
-      const last = Number(result.insertId);
-      return rows.map((_, i) => last - rows.length + 1 + i);
-    } catch (error) {
-      // SQLite ends the transaction by itself on some errors (a full disk): the rollback then fails,
-      // and that failure must not hide the cause.
-      await sql`rollback`.execute(connection).catch((failure: unknown) => {
-        if (!String((failure as Error).message).includes('no transaction is active')) throw failure;
-      });
-      throw error;
-    }
-  });
-}
-
-/** The start of the UTC minute holding `time` (epoch ms), also for times before 1970. */
-export function minuteOf(time: Expression<number>): RawBuilder<number> {
-  return sql<number>`(${time} - ((${time} % 60000) + 60000) % 60000)`;
-}
-
-/**
- * Adds readings (any relation with device_id, x, y, z and created_at) to `reading_minutes`: one row
- * per device and UTC minute with the count, min, max and sum of each value, merged into the row
- * already there. Rows are written in key order so concurrent writers lock them in the same order.
- */
-export function rollUpMinutes(engine: Engine, readings: RawBuilder<unknown>): RawBuilder<unknown> {
-  const kept = (column: string) => sql.ref<number>(`reading_minutes.${column}`);
-  const incoming = (column: string) => sql.ref<number>(`excluded.${column}`);
-  return sql`
-    insert into reading_minutes (device_id, minute, readings, ${sql.join(
-      VALUES.flatMap((v) => [sql.ref(`${v}_min`), sql.ref(`${v}_max`), sql.ref(`${v}_sum`)]),
-    )})
-    select r.device_id, ${minuteOf(sql.ref('r.created_at'))} as minute, count(*), ${sql.join(
-      VALUES.flatMap((v) => {
-        const value = sql.ref<number>(`r.${v}`);
-        return [sql`min(${value})`, sql`max(${value})`, ieeeSum(engine, value)];
-      }),
-    )}
-    from ${readings} as r
-    where true
-    group by 1, 2
-    order by 1, 2
-    on conflict (device_id, minute) do update set
-      readings = reading_minutes.readings + excluded.readings, ${sql.join(
-        VALUES.flatMap((v) => [
-          sql`${sql.ref(`${v}_min`)} = ${lesser(engine, kept(`${v}_min`), incoming(`${v}_min`))}`,
-          sql`${sql.ref(`${v}_max`)} = ${greater(engine, kept(`${v}_max`), incoming(`${v}_max`))}`,
-          sql`${sql.ref(`${v}_sum`)} = ${ieeeAdd(engine, kept(`${v}_sum`), incoming(`${v}_sum`))}`,
-        ]),
-      )}`;
 }

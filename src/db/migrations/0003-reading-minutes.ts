@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
-import { engineOf, rollUpMinutes } from '../dialect.js';
+import { engineOf } from '../dialect.js';
+import { minuteRollupsOf, upsertMinuteRollups } from '../reading-store.js';
 
 /**
  * Per-minute rollups of the readings: count, min, max and sum of each value per device and UTC
@@ -24,7 +25,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // SQLite keeps the rows in key order, so a device's minutes are one contiguous range.
   await (postgres ? table : table.modifyEnd(sql`without rowid`)).execute();
   // The readings stored before this migration.
-  await rollUpMinutes(engine, sql`data`).execute(db);
+  await upsertMinuteRollups(engine, minuteRollupsOf(engine, sql`data`)).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
