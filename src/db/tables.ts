@@ -32,7 +32,8 @@ export interface ReadingsTable {
 
 /**
  * One device's readings in one UTC minute (`minute` is its start): kept by every insert, read by
- * charts, which would otherwise aggregate every reading of a long range.
+ * charts, which would otherwise aggregate every reading of a long range. A sum beyond the double
+ * range is ±Infinity or NaN, or null on SQLite.
  */
 export interface ReadingMinutesTable {
   device_id: number;

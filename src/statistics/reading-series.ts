@@ -100,7 +100,7 @@ async function bucketAggregates(
       return [
         sql`min(${min}) as ${sql.ref(`${attr}_min`)}`,
         sql`max(${max}) as ${sql.ref(`${attr}_max`)}`,
-        // A rollup sum that is null (SQLite's NaN) makes its buckets' sums unknown too.
+        // A rollup sum that is null (beyond the double range, on SQLite) makes its bucket's sum unknown.
         sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`,
         ...(selection.withMedian
           ? [sql`${percentile(engine, sql.ref<number>(`r.${attr}`), 0.5)} as ${sql.ref(`${attr}_median`)}`]

@@ -5,7 +5,8 @@ import { minuteRollupsOf, upsertMinuteRollups } from '../reading-store.js';
 /**
  * Per-minute rollups of the readings: count, min, max and sum of each value per device and UTC
  * minute, kept by every insert. A chart over a month reads ~43,000 of them instead of every reading.
- * A sum is null only where SQLite met Infinity minus Infinity (NaN); PostgreSQL keeps the NaN.
+ * A sum beyond the double range is ±Infinity or NaN, or null on SQLite (which stores NaN as null,
+ * and gets its rollups as JSON, which has no Infinity); either way the series answers no mean.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   const engine = engineOf(db);
