@@ -92,16 +92,17 @@ async function bucketAggregates(
   const aggregates = sql.join([
     source === 'minutes' ? sql`sum(r.readings) as count` : sql`count(*) as count`,
     ...selection.attrs.flatMap((attr) => {
-      const column = (suffix: string) => sql.ref<number>(`r.${attr}${suffix}`);
-      const [min, max, sum] =
-        source === 'minutes'
-          ? [column('_min'), column('_max'), column('_sum')]
-          : [column(''), column(''), column('')];
+      // A rollup has its own columns for each aggregate; a reading has the value itself.
+      const column = (suffix: string) =>
+        sql.ref<number>(source === 'minutes' ? `r.${attr}${suffix}` : `r.${attr}`);
+      const sum = column('_sum');
       return [
-        sql`min(${min}) as ${sql.ref(`${attr}_min`)}`,
-        sql`max(${max}) as ${sql.ref(`${attr}_max`)}`,
-        // A rollup sum that is null (beyond the double range, on SQLite) makes its bucket's sum unknown.
-        sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`,
+        sql`min(${column('_min')}) as ${sql.ref(`${attr}_min`)}`,
+        sql`max(${column('_max')}) as ${sql.ref(`${attr}_max`)}`,
+        source === 'minutes'
+          ? // A rollup sum that is null (beyond the double range, on SQLite) leaves its bucket's sum unknown.
+            sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`
+          : sql`${ieeeSum(engine, sum)} as ${sql.ref(`${attr}_sum`)}`,
         ...(selection.withMedian
           ? [sql`${percentile(engine, sql.ref<number>(`r.${attr}`), 0.5)} as ${sql.ref(`${attr}_median`)}`]
           : []),
