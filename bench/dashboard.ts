@@ -8,10 +8,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../test/helpers/chromium.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
-const CHROMIUM = '/usr/bin/chromium';
 const READINGS = Number(process.env.READINGS ?? 1_000_000);
 const DAYS = 30;
 const RUNS = 5;
@@ -101,20 +100,7 @@ async function main(): Promise<void> {
       `stored ${READINGS} readings over ${DAYS} days in ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
 
-    const context = await chromium.launchPersistentContext(join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    const context = await launchChromium(join(dir, 'profile'));
     const page = context.pages()[0] ?? (await context.newPage());
     const rawReads: string[] = [];
     page.on('request', (request) => {

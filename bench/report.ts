@@ -47,16 +47,7 @@ export interface EngineResult {
   bulkLoad: Rate;
   singlePost: { connections10: HttpFigure; connections100: HttpFigure };
   batchPost: HttpFigure & { readingsPerRequest: number; readingsPerSecond: number | null };
-  statistics: {
-    requests: number;
-    apiMedianMs: number;
-    apiRunsMs: number[];
-    rawMedianMs: number;
-    rawRunsMs: number[];
-    rawSql: string;
-    apiAnswer: unknown;
-    rawAnswer: unknown;
-  };
+  statistics: Omit<Scenario, 'request' | 'rawParams' | 'apiToRaw' | 'answersAgree'>;
   /** attr=x,y,z with percentiles over the same readings as `statistics`. */
   percentiles: Scenario;
   large: LargeResult;

@@ -33,6 +33,7 @@ import { dirname, join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { prng } from './readings.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_FILE = join(ROOT, 'bench', 'soak-results.json');
@@ -270,18 +271,8 @@ function rssBytes(pid: number): number | undefined {
 // ---------------------------------------------------------------------------------------------------
 // Traffic.
 
-/** A small seeded generator, so that two runs send the same sequence of requests. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-const random = mulberry32(Number(process.env.SOAK_SEED ?? 20_261_127));
+// Seeded, so that two runs send the same sequence of requests.
+const random = prng(Number(process.env.SOAK_SEED ?? 20_261_127));
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 const value = () => Math.round((random() * 2000 - 1000) * 1000) / 1000;
 

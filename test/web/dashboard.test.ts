@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/chromium.js';
 import { FROM_BUILD, type Server, startServer } from '../helpers/server.js';
 
 /**
@@ -13,7 +14,6 @@ import { FROM_BUILD, type Server, startServer } from '../helpers/server.js';
  * driven by Debian's Chromium through playwright-core. Skipped when /usr/bin/chromium is missing.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const SECRET = 'dashboard-test-secret-that-is-at-least-32-bytes';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -68,22 +68,7 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     buildIfNeeded();
     dir = mkdtempSync(join(tmpdir(), 'statistics-dashboard-'));
     server = await startDashboardServer(dir);
-    context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      acceptDownloads: true,
-      viewport: { width: 1280, height: 900 },
-      timeout: 30_000,
-    });
+    context = await launchChromium(join(dir, 'chromium-profile'), { acceptDownloads: true, timeout: 30_000 });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(15_000);
     page.on('pageerror', (error) => pageErrors.push(String(error)));
