@@ -1,19 +1,20 @@
 import cors from '@fastify/cors';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import helmet from 'helmet';
 import type { Config } from './config.js';
 import { createIngest } from './data/ingest.js';
 import { dataRoutes } from './data/routes.js';
+import { BatchResult, ImportReport, Reading, ReadingCreate } from './data/schemas.js';
 import { transferRoutes } from './data/transfer-routes.js';
 import type { OpenedDatabase } from './db/database.js';
 import { KnownDevices } from './devices/known-devices.js';
 import { deviceRoutes } from './devices/routes.js';
-import { healthRoutes } from './health/routes.js';
+import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
+import { Health, healthRoutes } from './health/routes.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerJsonBodyParser } from './http/json-body.js';
+import { registerOpenApi } from './http/openapi.js';
 import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
 import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
@@ -22,6 +23,7 @@ import { Statistics } from './statistics/schemas.js';
 import { seriesRoutes } from './statistics/series-routes.js';
 import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
+import { BearerToken, LoginForm, UserCreate, UserRead, UserUpdate } from './users/schemas.js';
 import { createTokenService } from './users/tokens.js';
 import { userRoutes } from './users/user-routes.js';
 import { webRoutes } from './web/routes.js';
@@ -73,40 +75,27 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
   // No origin is allowed by default: browsers on other sites cannot call the API until configured.
   await app.register(cors, { origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false });
 
-  app.addSchema(ErrorResponse);
-  app.addSchema(ValidationErrorResponse);
-  app.addSchema(Statistics);
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'Statistics',
-        version: '0.1.0',
-        description: 'Readings from devices, and statistics over them. Auth follows FastAPI Users.',
-      },
-      components: {
-        securitySchemes: {
-          bearer: {
-            type: 'http',
-            scheme: 'bearer',
-            bearerFormat: 'JWT',
-            description: 'From POST /auth/jwt/login',
-          },
-        },
-      },
-      tags: [
-        { name: 'devices', description: 'Devices that send readings' },
-        { name: 'data', description: 'Readings' },
-        { name: 'statistics', description: 'Statistics over readings' },
-        { name: 'auth', description: 'Register, log in, log out' },
-        { name: 'users', description: 'Accounts' },
-        { name: 'health', description: 'Liveness and database health' },
-      ],
-    },
-    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The shapes named in the OpenAPI document (and so in generated clients).
+  await registerOpenApi(app, [
+    ErrorResponse,
+    ValidationErrorResponse,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+    LoginForm,
+    BearerToken,
+    DeviceCreate,
+    DeviceUpdate,
+    Device,
+    CreatedDevice,
+    IngestToken,
+    ReadingCreate,
+    Reading,
+    BatchResult,
+    ImportReport,
+    Statistics,
+    Health,
+  ]);
 
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
   const auth = createAuthenticator(db, tokens);

@@ -4,11 +4,19 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { DomainError, invalidQuery } from '../http/errors.js';
+import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
 import { deviceToken, type Ingest } from './ingest.js';
 import { listReadings } from './queries.js';
-import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
+import {
+  BatchResult,
+  IngestBody,
+  IngestBodyDocument,
+  MAX_BATCH,
+  Reading,
+  ReadingListQuery,
+} from './schemas.js';
 
 export interface DataRoutesOptions {
   db: Kysely<Database>;
@@ -32,15 +40,26 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
             `A batch holds at most ${MAX_BATCH} readings; this one has ${request.body.length}. Split it into several requests.`,
           );
       },
+      config: {
+        swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, body: IngestBodyDocument }, url }),
+      },
       schema: {
+        operationId: 'createReadings',
         tags: ['data'],
         summary: 'Store a reading, or a batch of up to 10,000 readings',
         description:
-          'Open to everyone. Answers 200, as the original did. One reading answers the stored reading; a ' +
+          "Open to everyone, unless the server runs with INGEST_AUTH=token: then the device's X-Device-Token " +
+          'is needed. Answers 200, as the original did. One reading answers the stored reading; a ' +
           'batch answers how many were stored (and their ids, up to 1,000). A batch is all or nothing: a bad ' +
           'item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch.',
+        security: OPTIONAL_DEVICE_TOKEN,
         body: IngestBody,
-        response: { 200: Type.Union([Reading, BatchResult]), ...errorResponses(404, 413, 415, 422) },
+        response: {
+          200: Type.Union([Reading, BatchResult], {
+            description: 'One reading: the stored reading; a batch: how many were stored',
+          }),
+          ...errorResponses(401, 404, 413, 415, 422, 503),
+        },
       },
     },
     async (request) =>
@@ -53,10 +72,14 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
     '/data/',
     {
       schema: {
+        operationId: 'listReadings',
         tags: ['data'],
         summary: 'List readings in time order, a page at a time',
         querystring: ReadingListQuery,
-        response: { 200: { ...Type.Array(Reading), headers: PAGE_HEADERS }, ...errorResponses(422) },
+        response: {
+          200: { ...Type.Array(Reading, { description: 'A page of readings' }), headers: PAGE_HEADERS },
+          ...errorResponses(422, 503),
+        },
       },
     },
     async (request, reply) => {

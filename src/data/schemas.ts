@@ -22,10 +22,12 @@ export const ReadingCreate = Type.Object(
       }),
     ),
   },
-  // No $id: the schema appears twice in IngestBody (alone and as array items), and ajv refuses a twice-used id.
-  { title: 'ReadingCreate' },
+  { $id: 'ReadingCreate', description: 'A reading as a device sends it' },
 );
 export type ReadingCreate = Static<typeof ReadingCreate>;
+
+// The same shape without the $id: it appears twice in IngestBody, and ajv refuses a twice-used id.
+const ReadingItem = Type.Object(ReadingCreate.properties);
 
 export const Reading = Type.Object(
   {
@@ -39,21 +41,13 @@ export const Reading = Type.Object(
       description: 'When it was taken (its timestamp), else when the server received it; UTC',
     }),
   },
-  { $id: 'Reading' },
+  { $id: 'Reading', description: 'A stored reading' },
 );
 export type Reading = Static<typeof Reading>;
 
 export const MAX_BATCH = 10_000;
 
-/**
- * One reading, or an array of up to 10,000 stored all or nothing. if/then/else (not oneOf) so a bad
- * item is reported against the shape it was meant to have, by index and field.
- */
-export const IngestBody = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
-  if: { type: 'array' },
-  // biome-ignore lint/suspicious/noThenProperty: `then` is the JSON Schema keyword, not a promise.
-  then: Type.Array(ReadingCreate, { maxItems: MAX_BATCH }),
-  else: ReadingCreate,
+const ingestBodyAnnotations = {
   description: `A reading, or a JSON array of up to ${MAX_BATCH} readings (all stored, or none)`,
   examples: [
     { device_id: 1, x: 100, y: 200, z: 300 },
@@ -62,6 +56,24 @@ export const IngestBody = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
       { device_id: 1, x: 4, y: 5, z: 6, timestamp: '2026-11-27T08:00:01Z' },
     ],
   ],
+};
+
+/**
+ * One reading, or an array of up to 10,000 stored all or nothing. if/then/else (not oneOf) so a bad
+ * item is reported against the shape it was meant to have, by index and field.
+ */
+export const IngestBody = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
+  if: { type: 'array' },
+  // biome-ignore lint/suspicious/noThenProperty: `then` is the JSON Schema keyword, not a promise.
+  then: Type.Array(ReadingItem, { maxItems: MAX_BATCH }),
+  else: ReadingItem,
+  ...ingestBodyAnnotations,
+});
+
+/** IngestBody as the OpenAPI document shows it: client generators read oneOf, not if/then/else. */
+export const IngestBodyDocument = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
+  oneOf: [Type.Ref(ReadingCreate), Type.Array(Type.Ref(ReadingCreate), { maxItems: MAX_BATCH })],
+  ...ingestBodyAnnotations,
 });
 
 export const BatchResult = Type.Object(
@@ -71,9 +83,20 @@ export const BatchResult = Type.Object(
       Type.Array(Type.Integer(), { description: 'Their ids in request order, for batches up to 1,000' }),
     ),
   },
-  { $id: 'BatchResult' },
+  { $id: 'BatchResult', description: 'A stored batch' },
 );
 export type BatchResult = Static<typeof BatchResult>;
+
+export const ImportReport = Type.Object(
+  {
+    stored: Type.Integer({ description: 'Readings stored' }),
+    rejected: Type.Integer({ description: 'Lines refused' }),
+    errors: Type.Array(Type.Object({ line: Type.Integer(), reason: Type.String() }), {
+      description: 'The first 1,000 refused lines, with their line number (from 1) and why',
+    }),
+  },
+  { $id: 'ImportReport', description: 'How many lines were stored and refused, and why' },
+);
 
 /** The filters that select readings, shared by the list and (with `attr`) the statistics. */
 export const ReadingFilters = {

@@ -5,11 +5,12 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { unsupportedMediaType } from '../http/errors.js';
+import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { errorResponses } from '../http/schemas.js';
 import { type ExportFormat, exportReadings } from './export.js';
 import { type ImportFormat, importReadings } from './import.js';
 import { deviceToken, type Ingest } from './ingest.js';
-import { ReadingFilters } from './schemas.js';
+import { ImportReport, ReadingFilters } from './schemas.js';
 
 export interface TransferRoutesOptions {
   db: Kysely<Database>;
@@ -21,17 +22,6 @@ const formatByType: Record<string, ImportFormat> = {
   'application/x-ndjson': 'ndjson',
   'application/jsonl': 'ndjson',
 };
-
-const ImportReport = Type.Object(
-  {
-    stored: Type.Integer({ description: 'Readings stored' }),
-    rejected: Type.Integer({ description: 'Lines refused' }),
-    errors: Type.Array(Type.Object({ line: Type.Integer(), reason: Type.String() }), {
-      description: 'The first 1,000 refused lines, with their line number (from 1) and why',
-    }),
-  },
-  { $id: 'ImportReport' },
-);
 
 /** Bulk import and export of readings as CSV or NDJSON, streamed both ways. */
 export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = async (
@@ -47,19 +37,22 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
       // The body is a stream; each line is checked as it is read, with the same rules as POST /data/.
       validatorCompiler: () => () => true,
       schema: {
+        operationId: 'importReadings',
         tags: ['data'],
         summary: 'Import readings from CSV or NDJSON, of any size',
         description:
           'Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or ' +
           '`application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in ' +
-          'chunks as they are read; invalid ones are reported by line number and do not stop the import.',
+          'chunks as they are read; invalid ones are reported by line number and do not stop the import. ' +
+          'With INGEST_AUTH=token, lines of devices other than the one whose X-Device-Token is sent are refused.',
+        security: OPTIONAL_DEVICE_TOKEN,
         consumes: Object.keys(formatByType),
         body: Type.Unsafe<Readable>({
           type: 'string',
           description: 'CSV or NDJSON text',
           examples: ['device_id,x,y,z,timestamp\n1,100,200,300,2026-11-27T08:00:00Z\n'],
         }),
-        response: { 200: ImportReport, ...errorResponses(415) },
+        response: { 200: ImportReport, ...errorResponses(415, 422, 503) },
       },
     },
     async (request) => {
@@ -76,6 +69,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
     '/data/export',
     {
       schema: {
+        operationId: 'exportReadings',
         tags: ['data'],
         summary: 'Export the matching readings as CSV or NDJSON, streamed',
         description: 'The same filters as GET /data/; CSV has the columns the import takes.',
@@ -86,7 +80,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
         produces: ['text/csv', 'application/x-ndjson'],
         response: {
           200: Type.Unsafe<Readable>({ type: 'string', description: 'CSV or NDJSON' }),
-          ...errorResponses(422),
+          ...errorResponses(422, 503),
         },
       },
     },

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { forbidden, invalidQuery, notFound } from '../http/errors.js';
+import { BEARER, OPTIONAL_BEARER } from '../http/openapi.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses, MAX_ID, NoContent } from '../http/schemas.js';
 import type { Authenticator } from '../users/authenticate.js';
@@ -35,8 +36,6 @@ export interface DeviceRoutesOptions {
   ingestAuth: 'open' | 'token';
 }
 
-const bearer = [{ bearer: [] }];
-
 export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (
   app,
   { db, auth, devices, ingestAuth },
@@ -53,14 +52,15 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     {
       onRequest: auth.optionalUser,
       schema: {
+        operationId: 'createDevice',
         tags: ['devices'],
         summary: 'Create a device (owned by the caller when a bearer token is sent)',
         description:
           'Answers 200, as the original service did: device firmware checks for exactly that. ' +
           'With INGEST_AUTH=token the answer carries the device ingest token, shown only this once.',
-        security: [{}, { bearer: [] }],
+        security: OPTIONAL_BEARER,
         body: DeviceCreate,
-        response: { 200: CreatedDevice, ...errorResponses(401, 413, 415, 422) },
+        response: { 200: CreatedDevice, ...errorResponses(401, 413, 415, 422, 503) },
       },
     },
     async (request) => {
@@ -78,10 +78,14 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     '/device/',
     {
       schema: {
+        operationId: 'listDevices',
         tags: ['devices'],
         summary: 'List devices, in id order, a page at a time',
         querystring: DeviceListQuery,
-        response: { 200: { ...Type.Array(Device), headers: PAGE_HEADERS }, ...errorResponses(422) },
+        response: {
+          200: { ...Type.Array(Device, { description: 'A page of devices' }), headers: PAGE_HEADERS },
+          ...errorResponses(422, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -95,10 +99,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     '/device/:device_id',
     {
       schema: {
+        operationId: 'getDevice',
         tags: ['devices'],
-        summary: 'One device',
+        summary: 'One device, with its count of readings and the time of its latest',
         params: DeviceParams,
-        response: { 200: Device, ...errorResponses(404, 422) },
+        response: { 200: Device, ...errorResponses(404, 422, 503) },
       },
     },
     async (request) => {
@@ -113,12 +118,13 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'updateDevice',
         tags: ['devices'],
         summary: 'Rename a device (its owner or a superuser)',
-        security: bearer,
+        security: BEARER,
         params: DeviceParams,
         body: DeviceUpdate,
-        response: { 200: Device, ...errorResponses(401, 403, 404, 413, 422) },
+        response: { 200: Device, ...errorResponses(401, 403, 404, 413, 415, 422, 503) },
       },
     },
     async (request) => {
@@ -132,11 +138,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'deleteDevice',
         tags: ['devices'],
         summary: 'Delete a device with all its readings (its owner or a superuser)',
-        security: bearer,
+        security: BEARER,
         params: DeviceParams,
-        response: { 204: NoContent, ...errorResponses(401, 403, 404, 422) },
+        response: { 204: NoContent, ...errorResponses(401, 403, 404, 422, 503) },
       },
     },
     async (request, reply) => {
@@ -153,11 +160,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'rotateIngestToken',
         tags: ['devices'],
         summary: 'Give a device a new ingest token (its owner or a superuser); the old one stops working',
-        security: bearer,
+        security: BEARER,
         params: DeviceParams,
-        response: { 200: IngestToken, ...errorResponses(401, 403, 404, 422) },
+        response: { 200: IngestToken, ...errorResponses(401, 403, 404, 422, 503) },
       },
     },
     async (request) => {

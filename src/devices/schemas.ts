@@ -16,7 +16,10 @@ export const Device = Type.Object(
       examples: ['2026-11-27T08:59:58.250Z'],
     }),
   },
-  { $id: 'Device' },
+  {
+    $id: 'Device',
+    description: 'A device, with how many readings it has sent and when the latest was taken',
+  },
 );
 export type Device = Static<typeof Device>;
 
@@ -44,7 +47,7 @@ export const CreatedDevice = Type.Object(
       }),
     ),
   },
-  { $id: 'CreatedDevice' },
+  { $id: 'CreatedDevice', description: 'The new device; with INGEST_AUTH=token, also its ingest token' },
 );
 
 export const DeviceUpdate = Type.Object(
@@ -59,7 +62,7 @@ export const IngestToken = Type.Object(
       description: 'The new secret; the previous one stops working now. Shown only here.',
     }),
   },
-  { $id: 'IngestToken' },
+  { $id: 'IngestToken', description: "A device's new ingest token" },
 );
 
 export const DeviceListQuery = Type.Object({

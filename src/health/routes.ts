@@ -9,10 +9,13 @@ export interface HealthRoutesOptions {
   engine: Engine;
 }
 
-const Health = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
-  database: Type.String({ examples: ['sqlite'] }),
-});
+export const Health = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
+    database: Type.String({ examples: ['sqlite'] }),
+  },
+  { $id: 'Health', description: 'Whether the service and its database answer' },
+);
 
 const DATABASE_PROBE_TIMEOUT_MS = 2000;
 
@@ -21,6 +24,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
     '/health',
     {
       schema: {
+        operationId: 'getHealth',
         tags: ['health'],
         summary: 'Whether the service and its database answer',
         response: { 200: Health, 503: Health },

@@ -22,13 +22,33 @@ export const ValidationErrorResponse = Type.Object(
   { $id: 'ValidationErrorResponse', description: 'Invalid input: each item names the field and the problem' },
 );
 
-const errorRef = Type.Ref(ErrorResponse);
+/** What each error status means, as the OpenAPI document tells it. */
+const ERROR_DESCRIPTIONS = {
+  400: 'Refused: `detail` is a FastAPI Users code (or `{code, reason}` for a password rule)',
+  401: 'No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user',
+  403: 'The token is valid, but its user may not do this',
+  404: 'Not found',
+  405: 'Not allowed',
+  413: 'The body is larger than the server takes',
+  415: 'A Content-Type this route does not take',
+  422: 'Invalid input: each item names the field (`loc`) and the problem',
+  429: 'Too many attempts: `Retry-After` says when to try again',
+  503: 'The database is unavailable: retry after `Retry-After` seconds',
+} as const;
+
+export type ErrorStatus = keyof typeof ERROR_DESCRIPTIONS;
+
+const RETRY_AFTER = {
+  'retry-after': Type.Integer({ description: 'Seconds to wait before trying again' }),
+};
 
 /** The error statuses a route can answer, each documented with the shared envelope. */
-export function errorResponses(...statuses: number[]): Record<number, TSchema> {
+export function errorResponses(...statuses: ErrorStatus[]): Record<number, TSchema> {
   const responses: Record<number, TSchema> = {};
   for (const status of statuses) {
-    responses[status] = status === 422 ? Type.Ref(ValidationErrorResponse) : errorRef;
+    const description = ERROR_DESCRIPTIONS[status];
+    const schema = Type.Ref(status === 422 ? ValidationErrorResponse : ErrorResponse, { description });
+    responses[status] = status === 429 || status === 503 ? { ...schema, headers: RETRY_AFTER } : schema;
   }
   return responses;
 }

@@ -53,11 +53,12 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
     '/analyze_statistics/',
     {
       schema: {
+        operationId: 'getStatistics',
         tags: ['statistics'],
         summary: 'Statistics of the readings that match the filters',
         description,
         querystring: StatisticsQuery,
-        response: { 200: StatisticsAnswer, ...errorResponses(404, 422) },
+        response: { 200: StatisticsAnswer, ...errorResponses(404, 422, 503) },
       },
     },
     async (request) => {
@@ -70,12 +71,13 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
     '/analyze_statistics/:user_id',
     {
       schema: {
+        operationId: 'getUserStatistics',
         tags: ['statistics'],
         summary: "Statistics over the readings of one user's devices",
         description: `${description} An unknown user, or a device_id that user does not own, is a 404.`,
         params: OwnerParams,
         querystring: StatisticsQuery,
-        response: { 200: StatisticsAnswer, ...errorResponses(404, 422) },
+        response: { 200: StatisticsAnswer, ...errorResponses(404, 422, 503) },
       },
     },
     async (request) => {

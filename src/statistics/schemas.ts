@@ -95,12 +95,18 @@ const deviceId = { device_id: Type.Integer({ description: 'The device of this en
  * One value without grouping answers the flat object (as the original did); several values answer one
  * object per value; `group_by=device` answers a list with one entry per device.
  */
-export const StatisticsAnswer = Type.Union([
-  Type.Ref(Statistics),
-  Type.Object(byAttr, { description: 'Several values: the statistics of each' }),
-  Type.Array(
-    Type.Union([Type.Object({ ...deviceId, ...statisticsFields }), Type.Object({ ...deviceId, ...byAttr })]),
-    { description: 'group_by=device: one entry per device, in device order' },
-  ),
-]);
+export const StatisticsAnswer = Type.Union(
+  [
+    Type.Ref(Statistics),
+    Type.Object(byAttr, { description: 'Several values: the statistics of each' }),
+    Type.Array(
+      Type.Union([
+        Type.Object({ ...deviceId, ...statisticsFields }),
+        Type.Object({ ...deviceId, ...byAttr }),
+      ]),
+      { description: 'group_by=device: one entry per device, in device order' },
+    ),
+  ],
+  { description: 'The statistics: their shape follows `attr` and `group_by`' },
+);
 export type StatisticsAnswer = Static<typeof StatisticsAnswer>;

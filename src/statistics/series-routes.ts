@@ -77,13 +77,17 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
     '/analyze_statistics/series',
     {
       schema: {
+        operationId: 'getSeries',
         tags: ['statistics'],
         summary: 'A time series of one value, bucketed in a time zone, for charts',
         description:
           'The filters of /analyze_statistics/; without dates the series spans the selected readings. ' +
           `More than ${maxSeriesBuckets} buckets is a 422.`,
         querystring: SeriesQuery,
-        response: { 200: Type.Array(SeriesBucket), ...errorResponses(404, 422) },
+        response: {
+          200: Type.Array(SeriesBucket, { description: 'The buckets, in time order' }),
+          ...errorResponses(404, 422, 503),
+        },
       },
     },
     async (request) => {

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import type { Kysely } from 'kysely';
 import type { RateLimits } from '../config.js';
 import type { Database } from '../db/tables.js';
+import { BEARER } from '../http/openapi.js';
 import { RateLimiter } from '../http/rate-limiter.js';
 import { errorResponses, NoContent } from '../http/schemas.js';
 import { createAccount, logIn, REGISTERED_USER } from './accounts.js';
@@ -42,10 +43,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
     '/auth/register',
     {
       schema: {
+        operationId: 'register',
         tags: ['auth'],
         summary: 'Register a user',
         body: UserCreate,
-        response: { 201: UserRead, ...errorResponses(400, 413, 422, 429) },
+        response: { 201: UserRead, ...errorResponses(400, 413, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -64,11 +66,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
       '/auth/jwt/login',
       {
         schema: {
+          operationId: 'login',
           tags: ['auth'],
           summary: 'Log in with e-mail and password (OAuth2 password form)',
           consumes: ['application/x-www-form-urlencoded'],
           body: LoginForm,
-          response: { 200: BearerToken, ...errorResponses(400, 413, 422, 429) },
+          response: { 200: BearerToken, ...errorResponses(400, 413, 415, 422, 429, 503) },
         },
       },
       async (request) => {
@@ -93,10 +96,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'logout',
         tags: ['auth'],
         summary: 'Log out: the token is refused from now on (kept on a deny list until it expires)',
-        security: [{ bearer: [] }],
-        response: { 204: NoContent, ...errorResponses(401) },
+        security: BEARER,
+        response: { 204: NoContent, ...errorResponses(401, 503) },
       },
     },
     async (request, reply) => {

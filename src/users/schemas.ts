@@ -56,7 +56,7 @@ export type LoginForm = Static<typeof LoginForm>;
 
 export const BearerToken = Type.Object(
   { access_token: Type.String(), token_type: Type.Literal('bearer') },
-  { $id: 'BearerToken' },
+  { $id: 'BearerToken', description: 'The token to send as `Authorization: Bearer ...`' },
 );
 
 /** `/users/{id}`: any text, since FastAPI Users answers 404 (not 422) for an id that is not a number. */

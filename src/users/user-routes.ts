@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/tables.js';
 import { DomainError, notFound } from '../http/errors.js';
+import { BEARER } from '../http/openapi.js';
 import { errorResponses } from '../http/schemas.js';
 import { changeAccount } from './accounts.js';
 import type { Authenticator } from './authenticate.js';
@@ -13,8 +14,6 @@ export interface UserRoutesOptions {
   auth: Authenticator;
 }
 
-const bearer = [{ bearer: [] }];
-
 /** /users/me for everyone signed in, /users/{id} for superusers; users are deactivated, never deleted. */
 export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (app, { db, auth }) => {
   const signedIn = (request: { user: UserRow | null }) => request.user as UserRow;
@@ -24,10 +23,11 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'getMe',
         tags: ['users'],
         summary: 'The signed-in user',
-        security: bearer,
-        response: { 200: UserRead, ...errorResponses(401) },
+        security: BEARER,
+        response: { 200: UserRead, ...errorResponses(401, 503) },
       },
     },
     async (request) => toUserRead(signedIn(request)),
@@ -38,11 +38,12 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
     {
       onRequest: auth.activeUser,
       schema: {
+        operationId: 'updateMe',
         tags: ['users'],
         summary: 'Change your e-mail or password (the flags are ignored here)',
-        security: bearer,
+        security: BEARER,
         body: UserUpdate,
-        response: { 200: UserRead, ...errorResponses(400, 401, 413, 422) },
+        response: { 200: UserRead, ...errorResponses(400, 401, 413, 415, 422, 503) },
       },
     },
     async (request) => toUserRead(await changeAccount(db, signedIn(request), request.body, false)),
@@ -59,11 +60,12 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
     {
       onRequest: auth.superuser,
       schema: {
+        operationId: 'getUser',
         tags: ['users'],
         summary: 'A user (superusers only)',
-        security: bearer,
+        security: BEARER,
         params: UserIdParams,
-        response: { 200: UserRead, ...errorResponses(401, 403, 404) },
+        response: { 200: UserRead, ...errorResponses(401, 403, 404, 503) },
       },
     },
     async (request) => toUserRead(await userByPathId(request.params.id)),
@@ -74,12 +76,13 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
     {
       onRequest: auth.superuser,
       schema: {
+        operationId: 'updateUser',
         tags: ['users'],
         summary: 'Change a user, flags included (superusers only); deactivate with is_active=false',
-        security: bearer,
+        security: BEARER,
         params: UserIdParams,
         body: UserUpdate,
-        response: { 200: UserRead, ...errorResponses(400, 401, 403, 404, 413, 422) },
+        response: { 200: UserRead, ...errorResponses(400, 401, 403, 404, 413, 415, 422, 503) },
       },
     },
     async (request) => {
@@ -92,6 +95,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
     '/users/:id',
     {
       schema: {
+        operationId: 'deleteUser',
         tags: ['users'],
         summary: 'Refused for everyone: deactivate users instead (PATCH is_active=false)',
         params: UserIdParams,
