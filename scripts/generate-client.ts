@@ -50,7 +50,8 @@ export async function openApiDocument(): Promise<OpenAPI3> {
 
 /** The TypeScript that `openapi-fetch` types its calls with. */
 export async function renderApiTypes(document: OpenAPI3): Promise<string> {
-  return HEADER + astToString(await openapiTS(document, { silent: true }));
+  // A property with a default may be left out of a request, so it stays optional in the types.
+  return HEADER + astToString(await openapiTS(document, { silent: true, defaultNonNullable: false }));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -20,7 +20,7 @@ import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { Statistics } from './statistics/schemas.js';
-import { seriesRoutes } from './statistics/series-routes.js';
+import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
 import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
 import { BearerToken, LoginForm, UserCreate, UserRead, UserUpdate } from './users/schemas.js';
@@ -94,6 +94,7 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     BatchResult,
     ImportReport,
     Statistics,
+    SeriesValues,
     Health,
   ]);
 

@@ -53,7 +53,10 @@ const start = Type.String({
 });
 const count = Type.Integer({ description: 'Readings in the bucket' });
 
-const SeriesValues = Type.Object(valueFields);
+export const SeriesValues = Type.Object(valueFields, {
+  $id: 'SeriesValues',
+  description: "One value's statistics in a bucket",
+});
 type SeriesValues = Static<typeof SeriesValues>;
 
 /** One value: the bucket's statistics side by side; several: one object per value. */
@@ -62,9 +65,9 @@ const SeriesBucket = Type.Union([
   Type.Object({
     start,
     count,
-    x: Type.Optional(SeriesValues),
-    y: Type.Optional(SeriesValues),
-    z: Type.Optional(SeriesValues),
+    x: Type.Optional(Type.Ref(SeriesValues)),
+    y: Type.Optional(Type.Ref(SeriesValues)),
+    z: Type.Optional(Type.Ref(SeriesValues)),
   }),
 ]);
 type SeriesBucket = Static<typeof SeriesBucket>;

@@ -370,7 +370,7 @@ export interface components {
              * @default null
              * @example greenhouse-north
              */
-            name: string | null;
+            name?: string | null;
         };
         /** @description A new name (or null) */
         DeviceUpdate: {
@@ -541,6 +541,13 @@ export interface components {
             percentiles?: {
                 [key: string]: number | null;
             };
+        };
+        /** @description One value's statistics in a bucket */
+        SeriesValues: {
+            min: number | null;
+            max: number | null;
+            mean: number | null;
+            median?: number | null;
         };
         /** @description Whether the service and its database answer */
         Health: {
@@ -2060,24 +2067,9 @@ export interface operations {
                         start: string;
                         /** @description Readings in the bucket */
                         count: number;
-                        x?: {
-                            min: number | null;
-                            max: number | null;
-                            mean: number | null;
-                            median?: number | null;
-                        };
-                        y?: {
-                            min: number | null;
-                            max: number | null;
-                            mean: number | null;
-                            median?: number | null;
-                        };
-                        z?: {
-                            min: number | null;
-                            max: number | null;
-                            mean: number | null;
-                            median?: number | null;
-                        };
+                        x?: components["schemas"]["SeriesValues"];
+                        y?: components["schemas"]["SeriesValues"];
+                        z?: components["schemas"]["SeriesValues"];
                     })[];
                 };
             };

@@ -1,5 +1,6 @@
-import { ApiError, request, signIn, takeFlash } from './api';
+import { ApiError, answer, api, signIn } from './api';
 import { h, message } from './dom';
+import { takeFlash } from './session';
 
 /** Sign-in and registration share one form; registration signs in right after. */
 export function authView(main: HTMLElement, mode: 'login' | 'register'): void {
@@ -38,10 +39,9 @@ export function authView(main: HTMLElement, mode: 'login' | 'register'): void {
         status.replaceChildren();
         try {
           if (registering) {
-            await request('/auth/register', {
-              method: 'POST',
-              json: { email: email.value, password: password.value },
-            });
+            await answer(
+              api.POST('/auth/register', { body: { email: email.value, password: password.value } }),
+            );
           }
           await signIn(email.value, password.value);
           location.hash = '#/devices';

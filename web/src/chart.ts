@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { AXES, type Axis, type Bucket } from './api';
+import { AXES, type Axis, type BucketValues } from './api';
 import { formatNumber } from './dom';
 
 export const COLORS: Record<Axis, string> = { x: '#1d4ed8', y: '#15803d', z: '#b91c1c' };
@@ -38,7 +38,8 @@ export function chooseBucket(
   return { bucket: `${weeks}w`, seconds: weeks * 604800 };
 }
 
-export type SeriesByAxis = Record<Axis, Bucket[]>;
+/** Each axis' buckets: their start and their values. */
+export type SeriesByAxis = Record<Axis, ({ start: string } & BucketValues)[]>;
 
 /** uPlot's columns: time in seconds, then mean, min and max of each axis (null where a bucket is empty). */
 export function toColumns(series: SeriesByAxis): uPlot.AlignedData {

@@ -1,7 +1,7 @@
 import type uPlot from 'uplot';
-import { AXES, type Axis, type AxisStatistics, type Device, get, type MultiBucket, query } from './api';
+import { AXES, type Axis, answer, api, bucketValues, byAxis, exportUrl } from './api';
 import { COLORS, chooseBucket, createChart, type SeriesByAxis, seriesIndex, toColumns } from './chart';
-import { formatDateTime, fromLocalInput, h, message, timeZone, toLocalInput } from './dom';
+import { formatDateTime, fromLocalInput, h, message, query, timeZone, toLocalInput } from './dom';
 import { PERCENTILES, statisticsTable } from './stats-table';
 
 const RANGES: [string, string, number][] = [
@@ -144,20 +144,22 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
     const { bucket } = chooseBucket(range.to - range.from, width);
     const tz = timeZone();
     const filters = { device_id: deviceId, start_date: startDate, end_date: endDate };
-    csv.href = `/data/export${query({ format: 'csv', ...filters })}`;
+    csv.href = exportUrl({ format: 'csv', ...filters });
     csv.setAttribute('download', `device-${deviceId}-${startDate.slice(0, 16)}.csv`);
     const fail = (error: Error) => {
       if (error.name !== 'AbortError') status.replaceChildren(message('error', error.message));
     };
     // One request for the three axes: the server reads the range once.
-    const drawn = get<MultiBucket[]>(
-      `/analyze_statistics/series${query({ ...filters, attr: AXES.join(','), bucket, tz, fill: 'null' })}`,
-      controller.signal,
+    const drawn = answer(
+      api.GET('/analyze_statistics/series', {
+        params: { query: { ...filters, attr: AXES.join(','), bucket, tz, fill: 'null' } },
+        signal: controller.signal,
+      }),
     ).then((buckets) => {
-      const byAxis = Object.fromEntries(
-        AXES.map((axis) => [axis, buckets.map((b) => ({ start: b.start, count: b.count, ...b[axis] }))]),
+      const series = Object.fromEntries(
+        AXES.map((axis) => [axis, buckets.map((b) => ({ start: b.start, ...bucketValues(b, axis) }))]),
       ) as SeriesByAxis;
-      const data = toColumns(byAxis);
+      const data = toColumns(series);
       if (chart) {
         chart.setData(data);
       } else {
@@ -177,18 +179,26 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
     // The exact percentiles are the slowest query: asked once the chart is drawn, so they never delay it.
     const counted = drawn
       .then(() =>
-        get<AxisStatistics>(
-          `/analyze_statistics/${query({ ...filters, attr: 'all', percentiles: PERCENTILES.join(',') })}`,
-          controller.signal,
+        answer(
+          api.GET('/analyze_statistics/', {
+            params: { query: { ...filters, attr: 'all', percentiles: PERCENTILES.join(',') } },
+            signal: controller.signal,
+          }),
         ),
       )
+      .then(byAxis)
       .then(async (stats) => {
         statsBox.replaceChildren(statisticsTable(stats, 'Statistics for this range'));
         statsBox.dataset.start = startDate;
         emptyBox.replaceChildren();
         if (stats.x.count === 0) {
           // The device's own count, which the device answer carries (no statistics over its history).
-          const { readings } = await get<Device>(`/device/${deviceId}`, controller.signal);
+          const { readings } = await answer(
+            api.GET('/device/{device_id}', {
+              params: { path: { device_id: deviceId } },
+              signal: controller.signal,
+            }),
+          );
           emptyBox.append(
             readings === 0
               ? h(
@@ -255,7 +265,9 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
     ),
     h('section', { class: 'card' }, statsBox),
   );
-  get<Device>(`/device/${deviceId}`, controller.signal)
+  answer(
+    api.GET('/device/{device_id}', { params: { path: { device_id: deviceId } }, signal: controller.signal }),
+  )
     .then((device) => {
       title.textContent = device.name || `Device #${deviceId}`;
       document.title = `${title.textContent} · Statistics`;

@@ -1,5 +1,6 @@
-import { currentUser, type Device, getAll, query, request } from './api';
+import { allDevices, answer, api, type CreatedDevice, type Device } from './api';
 import { formatDateTime, formatNumber, h, message } from './dom';
+import { currentUser } from './session';
 
 function ownerName(device: Device): string {
   const me = currentUser();
@@ -24,10 +25,9 @@ export function devicesView(main: HTMLElement): () => void {
         event.preventDefault();
         createStatus.replaceChildren();
         try {
-          const { data: device } = await request<Device>('/device/', {
-            method: 'POST',
-            json: name.value.trim() ? { name: name.value.trim() } : {},
-          });
+          const device = await answer(
+            api.POST('/device/', { body: name.value.trim() ? { name: name.value.trim() } : {} }),
+          );
           name.value = '';
           createStatus.append(createdNote(device));
           void loadList();
@@ -45,11 +45,7 @@ export function devicesView(main: HTMLElement): () => void {
     listArea.setAttribute('aria-busy', 'true');
     try {
       const mine = onlyMine.checked && me;
-      const devices = await getAll<Device>(
-        `/device/${query({ limit: 1000, user_id: mine ? me.id : undefined })}`,
-        20,
-        controller.signal,
-      );
+      const devices = await allDevices({ limit: 1000, user_id: mine ? me.id : undefined }, controller.signal);
       if (devices.length === 0) {
         listArea.replaceChildren(
           h(
@@ -131,7 +127,7 @@ export function devicesView(main: HTMLElement): () => void {
   return () => controller.abort();
 }
 
-function createdNote(device: Device): HTMLElement {
+function createdNote(device: CreatedDevice): HTMLElement {
   const label = device.name || `Device #${device.id}`;
   const note = h(
     'div',

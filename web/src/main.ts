@@ -1,10 +1,11 @@
 import './style.css';
-import { currentUser, get, signOut, token } from './api';
+import { answer, api, signOut } from './api';
 import { authView } from './auth';
 import { deviceView } from './device';
 import { devicesView } from './devices';
 import { h } from './dom';
 import { overallView } from './overall';
+import { currentUser, token } from './session';
 
 const main = document.getElementById('main') as HTMLElement;
 const nav = document.getElementById('nav') as HTMLElement;
@@ -55,7 +56,7 @@ function render(): void {
   renderNav(route);
   if (signedIn && route !== 'login' && route !== 'register') {
     // Most reads are open to everyone, so check the session on every view: a 401 sends the user to sign in.
-    get('/users/me').catch(() => {});
+    answer(api.GET('/users/me')).catch(() => {});
   }
   if (route === 'login' || route === 'register') {
     if (signedIn) {

@@ -1,5 +1,5 @@
-import { type AxisStatistics, type Device, get, getAll, query } from './api';
-import { fromLocalInput, h, message, toLocalInput } from './dom';
+import { allDevices, answer, api, byAxis } from './api';
+import { fromLocalInput, h, message, query, toLocalInput } from './dom';
 import { PERCENTILES, statisticsTable } from './stats-table';
 
 /** The statistics of everyone's readings, with /analyze_statistics/'s filters: device, user and dates. */
@@ -60,7 +60,7 @@ export function overallView(main: HTMLElement, params: URLSearchParams): () => v
     h('section', { class: 'card' }, result),
   );
 
-  getAll<Device>('/device/?limit=1000', 5, controller.signal)
+  allDevices({ limit: 1000 }, controller.signal, 5)
     .then((devices) => {
       for (const d of devices)
         device.append(h('option', { value: d.id }, d.name ? `${d.name} (#${d.id})` : `Device #${d.id}`));
@@ -68,16 +68,26 @@ export function overallView(main: HTMLElement, params: URLSearchParams): () => v
     })
     .catch(() => {});
 
+  // Ids from the address go as they are: one that is no number is the server's 422 to explain.
+  const deviceId = params.get('device_id');
   const filters = {
     attr: 'all',
     percentiles: PERCENTILES.join(','),
-    device_id: params.get('device_id'),
-    start_date: startIso,
-    end_date: endIso,
+    device_id: deviceId ? Number(deviceId) : undefined,
+    start_date: startIso ?? undefined,
+    end_date: endIso ?? undefined,
   };
   const userId = params.get('user_id');
-  const path = userId ? `/analyze_statistics/${encodeURIComponent(userId)}` : '/analyze_statistics/';
-  get<AxisStatistics>(`${path}${query(filters)}`, controller.signal)
+  const signal = controller.signal;
+  answer(
+    userId
+      ? api.GET('/analyze_statistics/{user_id}', {
+          params: { path: { user_id: Number(userId) }, query: filters },
+          signal,
+        })
+      : api.GET('/analyze_statistics/', { params: { query: filters }, signal }),
+  )
+    .then(byAxis)
     .then((stats) => {
       result.replaceChildren(
         statisticsTable(
