@@ -9,14 +9,7 @@ import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
 import { deviceToken, type Ingest } from './ingest.js';
 import { listReadings } from './queries.js';
-import {
-  BatchResult,
-  IngestBody,
-  IngestBodyDocument,
-  MAX_BATCH,
-  Reading,
-  ReadingListQuery,
-} from './schemas.js';
+import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
 
 export interface DataRoutesOptions {
   db: Kysely<Database>;
@@ -39,9 +32,6 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
             'PAYLOAD_TOO_LARGE',
             `A batch holds at most ${MAX_BATCH} readings; this one has ${request.body.length}. Split it into several requests.`,
           );
-      },
-      config: {
-        swaggerTransform: ({ schema, url }) => ({ schema: { ...schema, body: IngestBodyDocument }, url }),
       },
       schema: {
         operationId: 'createReadings',

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { DateQuery } from '../http/dates.js';
+import { documentedAs } from '../http/openapi.js';
 import { PageQuery } from '../http/pagination.js';
 import { Id } from '../http/schemas.js';
 
@@ -60,21 +61,22 @@ const ingestBodyAnnotations = {
 
 /**
  * One reading, or an array of up to 10,000 stored all or nothing. if/then/else (not oneOf) so a bad
- * item is reported against the shape it was meant to have, by index and field.
+ * item is reported against the shape it was meant to have, by index and field; the OpenAPI document
+ * shows the same as oneOf, which client generators read.
  */
-export const IngestBody = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
-  if: { type: 'array' },
-  // biome-ignore lint/suspicious/noThenProperty: `then` is the JSON Schema keyword, not a promise.
-  then: Type.Array(ReadingItem, { maxItems: MAX_BATCH }),
-  else: ReadingItem,
-  ...ingestBodyAnnotations,
-});
-
-/** IngestBody as the OpenAPI document shows it: client generators read oneOf, not if/then/else. */
-export const IngestBodyDocument = Type.Unsafe<ReadingCreate | ReadingCreate[]>({
-  oneOf: [Type.Ref(ReadingCreate), Type.Array(Type.Ref(ReadingCreate), { maxItems: MAX_BATCH })],
-  ...ingestBodyAnnotations,
-});
+export const IngestBody = documentedAs(
+  Type.Unsafe<ReadingCreate | ReadingCreate[]>({
+    if: { type: 'array' },
+    // biome-ignore lint/suspicious/noThenProperty: `then` is the JSON Schema keyword, not a promise.
+    then: Type.Array(ReadingItem, { maxItems: MAX_BATCH }),
+    else: ReadingItem,
+    ...ingestBodyAnnotations,
+  }),
+  Type.Unsafe({
+    oneOf: [Type.Ref(ReadingCreate), Type.Array(Type.Ref(ReadingCreate), { maxItems: MAX_BATCH })],
+    ...ingestBodyAnnotations,
+  }),
+);
 
 export const BatchResult = Type.Object(
   {

@@ -75,30 +75,37 @@ export async function registerOpenApi(app: FastifyInstance, components: TSchema[
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 
+const shownAs = new WeakMap<object, TSchema>();
+
 /**
- * A body or answer that is a named shape becomes a reference to its component; otherwise
- * @fastify/swagger would inline the shape at the root of the operation, and generators would name it
- * after the operation instead.
+ * `schema` as the route validates with it, shown in the document as `shown`: for a schema written
+ * for ajv's error messages in a way client generators do not read (if/then/else).
+ */
+export function documentedAs<T extends TSchema>(schema: T, shown: TSchema): T {
+  shownAs.set(schema, shown);
+  return schema;
+}
+
+/**
+ * Wherever a body or an answer is, or holds, a named shape, the document references its component:
+ * @fastify/swagger would otherwise inline it, and generators would name it after the operation.
  */
 function referenceComponents(names: Set<string>): SwaggerTransform {
-  const reference = (schema: unknown) => {
-    const id = (schema as { $id?: unknown } | undefined)?.$id;
-    return typeof id === 'string' && names.has(id) ? { $ref: id } : schema;
+  const reference = (schema: unknown): unknown => {
+    if (Array.isArray(schema)) return schema.map(reference);
+    if (schema === null || typeof schema !== 'object') return schema;
+    const id = (schema as { $id?: unknown }).$id;
+    if (typeof id === 'string' && names.has(id)) return { $ref: id };
+    return Object.fromEntries(Object.entries(schema).map(([key, value]) => [key, reference(value)]));
   };
   return ({ schema, url }) => {
-    const response = schema.response as Record<string, unknown> | undefined;
+    const { body, response } = schema as { body?: object; response?: object };
     return {
       url,
       schema: {
         ...schema,
-        ...(schema.body ? { body: reference(schema.body) } : {}),
-        ...(response
-          ? {
-              response: Object.fromEntries(
-                Object.entries(response).map(([status, answer]) => [status, reference(answer)]),
-              ),
-            }
-          : {}),
+        ...(body ? { body: reference(shownAs.get(body) ?? body) } : {}),
+        ...(response ? { response: reference(response) } : {}),
       },
     };
   };

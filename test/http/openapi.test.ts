@@ -83,6 +83,14 @@ onEachEngine('the OpenAPI document', (h) => {
     }
   });
 
+  it('references each named shape where a body or an answer holds it, rather than repeating it', () => {
+    const text = JSON.stringify(document.paths);
+    const unreferenced = Object.keys(document.components.schemas).filter(
+      (name) => !text.includes(`"#/components/schemas/${name}"`),
+    );
+    assert.deepEqual(unreferenced, []);
+  });
+
   it('shows the body of POST /data/ as a reading or an array of readings, which the API agrees with', async () => {
     const schema = document.paths['/data/']?.post?.requestBody?.content['application/json']?.schema;
     assert.deepEqual(

@@ -1104,29 +1104,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @example 1 */
-                        id: number;
-                        /** @example greenhouse-north */
-                        name: string | null;
-                        /** @description The owner, or null for an anonymous device */
-                        user_id: number | null;
-                        /**
-                         * Format: date-time
-                         * @example 2026-11-27T08:00:00.000Z
-                         */
-                        created_at: string;
-                        /**
-                         * @description Readings stored for this device
-                         * @example 1440
-                         */
-                        readings: number;
-                        /**
-                         * @description The time of its latest reading, or null before the first
-                         * @example 2026-11-27T08:59:58.250Z
-                         */
-                        last_reading_at: string | null;
-                    }[];
+                    "application/json": components["schemas"]["Device"][];
                 };
             };
             /** @description Invalid input: each item names the field (`loc`) and the problem */
@@ -1532,20 +1510,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @example 1 */
-                        id: number;
-                        /** @example 1 */
-                        device_id: number;
-                        x: number;
-                        y: number;
-                        z: number;
-                        /**
-                         * Format: date-time
-                         * @description When it was taken (its timestamp), else when the server received it; UTC
-                         */
-                        created_at: string;
-                    }[];
+                    "application/json": components["schemas"]["Reading"][];
                 };
             };
             /** @description Invalid input: each item names the field (`loc`) and the problem */
@@ -1590,25 +1555,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @example 1 */
-                        id: number;
-                        /** @example 1 */
-                        device_id: number;
-                        x: number;
-                        y: number;
-                        z: number;
-                        /**
-                         * Format: date-time
-                         * @description When it was taken (its timestamp), else when the server received it; UTC
-                         */
-                        created_at: string;
-                    } | {
-                        /** @description Readings stored */
-                        stored: number;
-                        /** @description Their ids in request order, for batches up to 1,000 */
-                        ids?: number[];
-                    };
+                    "application/json": components["schemas"]["Reading"] | components["schemas"]["BatchResult"];
                 };
             };
             /** @description No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user */
