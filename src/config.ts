@@ -1,31 +1,32 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { type SettingName, type Settings, settings } from './config/settings.js';
 
 export interface Config {
-  readonly environment: 'production' | 'development' | 'test';
+  readonly environment: Settings['NODE_ENV'];
   readonly databaseUrl: string;
   readonly dataDir: string;
   readonly host: string;
   readonly port: number;
-  readonly logLevel: string;
+  readonly logLevel: Settings['LOG_LEVEL'];
+  readonly logFormat: Settings['LOG_FORMAT'];
   readonly jwtSecret: string;
   readonly jwtLifetimeSeconds: number;
-  /** Largest request body accepted, in bytes; larger ones get a 413. */
   readonly bodyLimitBytes: number;
-  /** Largest body of a reading batch (up to 10,000 readings) on POST /data/. */
   readonly batchBodyLimitBytes: number;
-  /** How far ahead of the server's clock a device timestamp may be before it is refused. */
   readonly maxFutureSkewSeconds: number;
-  /** The most buckets one time series may have. */
   readonly maxSeriesBuckets: number;
-  /** Browser origins allowed to call the API (CORS); none by default. */
+  readonly statisticsKeys: Settings['STATISTICS_KEYS'];
   readonly corsOrigins: readonly string[];
-  /** Behind a reverse proxy, take the client address from X-Forwarded-For. */
   readonly trustProxy: boolean;
   readonly rateLimits: RateLimits;
-  /** `token`: each device gets a secret, and POST /data/ needs it. `open` (default): ingest is open to all. */
-  readonly ingestAuth: 'open' | 'token';
+  readonly ingestAuth: Settings['INGEST_AUTH'];
+  readonly metrics: MetricsSettings;
+  readonly shutdownDelayMs: number;
 }
 
 /** Attempts allowed per window (0 turns a limit off). */
@@ -36,125 +37,120 @@ export interface RateLimits {
   readonly registerPerAddress: number;
 }
 
+/** `GET /metrics` is on when a token or a port of its own is set, off otherwise. */
+export interface MetricsSettings {
+  readonly enabled: boolean;
+  readonly token: string | undefined;
+  readonly port: number | undefined;
+  readonly host: string;
+}
+
 export class ConfigError extends Error {}
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const MIN_SECRET_BYTES = 32;
 
-type Environment = Record<string, string | undefined>;
+export type Environment = Record<string, string | undefined>;
 
-/** Reads the environment once, validates it, and returns a frozen Config. Nothing else reads process.env. */
-export function loadConfig(env: Environment = process.env): Config {
-  const environment = readEnvironment(env.NODE_ENV);
-  const dataDir = resolve(env.DATA_DIR ?? './data');
-  const databaseUrl = readDatabaseUrl(env.DATABASE_URL, dataDir);
-  return Object.freeze({
+/**
+ * The process environment over the variables of a `.env` file (in the working directory unless
+ * another is named): what the environment sets wins. The only place that reads process.env.
+ */
+export function processEnvironment(file = resolve('.env')): Environment {
+  const fromFile = existsSync(file) ? parseEnv(readFileSync(file, 'utf8')) : {};
+  return { ...fromFile, ...process.env };
+}
+
+/** Reads the environment once, checks every setting against its schema, and returns a frozen Config. */
+export function loadConfig(env: Environment = processEnvironment()): Config {
+  const value = readSettings(env);
+  const environment = value.NODE_ENV;
+  const dataDir = resolve(value.DATA_DIR);
+  return deepFreeze({
     environment,
-    databaseUrl,
+    databaseUrl: databaseUrl(value.DATABASE_URL, dataDir),
     dataDir,
-    host: env.HOST ?? '127.0.0.1',
-    port: readInteger('PORT', env.PORT, 8000, 0, 65535),
-    logLevel: readLogLevel(env.LOG_LEVEL),
-    jwtSecret: readJwtSecret(env.JWT_SECRET, environment, dataDir),
-    jwtLifetimeSeconds: readInteger('JWT_LIFETIME_SECONDS', env.JWT_LIFETIME_SECONDS, 3600, 1, 31_536_000),
-    bodyLimitBytes: readInteger('BODY_LIMIT_BYTES', env.BODY_LIMIT_BYTES, 1_048_576, 1024, 104_857_600),
-    batchBodyLimitBytes: readInteger(
-      'BATCH_BODY_LIMIT_BYTES',
-      env.BATCH_BODY_LIMIT_BYTES,
-      8_388_608,
-      1024,
-      268_435_456,
-    ),
-    corsOrigins: readList(env.CORS_ORIGINS),
-    trustProxy: readBoolean('TRUST_PROXY', env.TRUST_PROXY),
-    rateLimits: Object.freeze({
-      windowSeconds: readInteger('RATE_LIMIT_WINDOW_SECONDS', env.RATE_LIMIT_WINDOW_SECONDS, 900, 1, 86_400),
-      loginPerAccount: readInteger('LOGIN_LIMIT_PER_ACCOUNT', env.LOGIN_LIMIT_PER_ACCOUNT, 10, 0, 1_000_000),
-      loginPerAddress: readInteger('LOGIN_LIMIT_PER_ADDRESS', env.LOGIN_LIMIT_PER_ADDRESS, 100, 0, 1_000_000),
-      registerPerAddress: readInteger(
-        'REGISTER_LIMIT_PER_ADDRESS',
-        env.REGISTER_LIMIT_PER_ADDRESS,
-        20,
-        0,
-        1_000_000,
-      ),
-    }),
-    ingestAuth: readChoice('INGEST_AUTH', env.INGEST_AUTH, ['open', 'token'] as const, 'open'),
-    maxSeriesBuckets: readInteger('MAX_SERIES_BUCKETS', env.MAX_SERIES_BUCKETS, 10_000, 1, 1_000_000),
-    maxFutureSkewSeconds: readInteger(
-      'MAX_FUTURE_SKEW_SECONDS',
-      env.MAX_FUTURE_SKEW_SECONDS,
-      300,
-      0,
-      31_536_000,
-    ),
+    host: value.HOST,
+    port: value.PORT,
+    logLevel: value.LOG_LEVEL,
+    logFormat: value.LOG_FORMAT,
+    jwtSecret: jwtSecret(value.JWT_SECRET, environment, dataDir),
+    jwtLifetimeSeconds: value.JWT_LIFETIME_SECONDS,
+    bodyLimitBytes: value.BODY_LIMIT_BYTES,
+    batchBodyLimitBytes: value.BATCH_BODY_LIMIT_BYTES,
+    maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
+    maxSeriesBuckets: value.MAX_SERIES_BUCKETS,
+    statisticsKeys: value.STATISTICS_KEYS,
+    corsOrigins: value.CORS_ORIGINS,
+    trustProxy: value.TRUST_PROXY,
+    rateLimits: {
+      windowSeconds: value.RATE_LIMIT_WINDOW_SECONDS,
+      loginPerAccount: value.LOGIN_LIMIT_PER_ACCOUNT,
+      loginPerAddress: value.LOGIN_LIMIT_PER_ADDRESS,
+      registerPerAddress: value.REGISTER_LIMIT_PER_ADDRESS,
+    },
+    ingestAuth: value.INGEST_AUTH,
+    metrics: {
+      enabled: value.METRICS_TOKEN !== undefined || value.METRICS_PORT !== undefined,
+      token: value.METRICS_TOKEN,
+      port: value.METRICS_PORT,
+      host: value.METRICS_HOST ?? value.HOST,
+    },
+    shutdownDelayMs: value.SHUTDOWN_DELAY_MS,
   });
 }
 
-function readEnvironment(value: string | undefined): Config['environment'] {
-  if (value === undefined || value === '' || value === 'development') return 'development';
-  if (value === 'production' || value === 'test') return value;
-  throw new ConfigError(`NODE_ENV must be production, development or test, not "${value}"`);
-}
-
-function readDatabaseUrl(value: string | undefined, dataDir: string): string {
-  if (value === undefined || value === '') return `sqlite:${join(dataDir, 'statistics.db')}`;
-  if (/^postgres(ql)?:\/\//.test(value)) return value;
-  if (value.startsWith('sqlite:') && value.length > 'sqlite:'.length) {
-    return `sqlite:${resolve(value.slice('sqlite:'.length))}`;
+/** Each declared setting from its variable (empty counts as unset), or its default. */
+function readSettings(env: Environment): Settings {
+  const value: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(settings) as [SettingName, TSchema][]) {
+    const text = env[name];
+    const parsed = text === undefined || text === '' ? schema.default : parse(name, schema, text);
+    if (parsed !== undefined) value[name] = parsed;
   }
-  throw new ConfigError(
-    'DATABASE_URL must be postgres://user@host:port/database, postgresql://... or sqlite:PATH',
-  );
+  return value as Settings;
 }
 
-function readInteger(name: string, value: string | undefined, fallback: number, min: number, max: number) {
-  if (value === undefined || value === '') return fallback;
-  const parsed = Number(value);
-  if (!/^\d+$/.test(value) || parsed < min || parsed > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not "${value}"`);
-  }
-  return parsed;
-}
-
-function readList(value: string | undefined): readonly string[] {
-  return Object.freeze(
-    (value ?? '')
+/** A variable's text as the type its schema declares, or a ConfigError naming the variable. */
+function parse(name: string, schema: TSchema, text: string): unknown {
+  const shown = schema['x-secret'] ? '' : `, not "${text}"`;
+  let value: unknown = text;
+  let expected: string;
+  if (schema.type === 'integer') {
+    expected = `a whole number from ${schema.minimum} to ${schema.maximum}`;
+    value = /^\d+$/.test(text) ? Number(text) : undefined;
+  } else if (schema.type === 'boolean') {
+    expected = 'true or false';
+    value = { true: true, 1: true, false: false, 0: false }[text];
+  } else if (schema.type === 'array') {
+    expected = 'a comma-separated list';
+    value = text
       .split(',')
       .map((item) => item.trim())
-      .filter((item) => item !== ''),
-  );
+      .filter((item) => item !== '');
+  } else if (Array.isArray(schema.anyOf)) {
+    const choices = schema.anyOf.map((choice: TSchema) => choice.const as string);
+    expected = `one of ${choices.join(', ')}`;
+  } else {
+    expected = schema['x-format'] ?? 'text';
+  }
+  if (value === undefined || !Value.Check(schema, value)) {
+    throw new ConfigError(`${name} must be ${expected}${shown}`);
+  }
+  return value;
 }
 
-function readBoolean(name: string, value: string | undefined): boolean {
-  if (value === undefined || value === '' || value === 'false' || value === '0') return false;
-  if (value === 'true' || value === '1') return true;
-  throw new ConfigError(`${name} must be true or false, not "${value}"`);
-}
-
-function readChoice<T extends string>(
-  name: string,
-  value: string | undefined,
-  choices: readonly T[],
-  fallback: T,
-): T {
-  if (value === undefined || value === '') return fallback;
-  if ((choices as readonly string[]).includes(value)) return value as T;
-  throw new ConfigError(`${name} must be one of ${choices.join(', ')}, not "${value}"`);
-}
-
-function readLogLevel(value: string | undefined): string {
-  if (value === undefined || value === '') return 'info';
-  if (LOG_LEVELS.includes(value)) return value;
-  throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${value}"`);
+function databaseUrl(value: string | undefined, dataDir: string): string {
+  if (value === undefined) return `sqlite:${join(dataDir, 'statistics.db')}`;
+  if (value.startsWith('sqlite:')) return `sqlite:${resolve(value.slice('sqlite:'.length))}`;
+  return value;
 }
 
 /**
  * Production must bring its own strong secret. Development generates one and keeps it in the
  * data folder, so tokens survive a restart without anyone choosing a guessable default.
  */
-function readJwtSecret(value: string | undefined, environment: Config['environment'], dataDir: string) {
-  if (value !== undefined && value !== '') {
+function jwtSecret(value: string | undefined, environment: Config['environment'], dataDir: string) {
+  if (value !== undefined) {
     if (Buffer.byteLength(value) < MIN_SECRET_BYTES) {
       throw new ConfigError(
         `JWT_SECRET must be at least ${MIN_SECRET_BYTES} bytes; generate one with: openssl rand -base64 48`,
@@ -179,4 +175,12 @@ function readJwtSecret(value: string | undefined, environment: Config['environme
   const secret = randomBytes(48).toString('base64url');
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return secret;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }

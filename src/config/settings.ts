@@ -1,0 +1,153 @@
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
+/**
+ * Every setting of the service, declared once: its environment variable, type, default and
+ * description. The loader (config.ts) parses and checks the environment against these schemas,
+ * and `npm run docs:config` writes docs/configuration.md from them.
+ *
+ * Extra keywords: `x-default` describes a default computed at start (shown in the docs),
+ * `x-format` says in words what a string must look like, `x-secret` keeps a value out of messages.
+ */
+
+const wholeNumber = (description: string, fallback: number, minimum: number, maximum: number) =>
+  Type.Integer({ description, default: fallback, minimum, maximum });
+
+const oneOf = <T extends string>(description: string, fallback: T, choices: readonly T[]) =>
+  Type.Union(
+    choices.map((choice) => Type.Literal(choice)),
+    { description, default: fallback },
+  );
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const settings = {
+  NODE_ENV: oneOf('`production` makes `JWT_SECRET` mandatory', 'development', [
+    'development',
+    'production',
+    'test',
+  ] as const),
+  DATA_DIR: Type.String({
+    description: 'Where the default SQLite database and the generated development secret live',
+    default: './data',
+  }),
+  DATABASE_URL: Type.String({
+    description:
+      '`sqlite:PATH` (absolute, or relative to the working directory) or ' +
+      '`postgres://user:password@host:5432/database` (`postgresql://` too)',
+    pattern: '^(postgres(ql)?://[^/]+.*|sqlite:.+)$',
+    'x-format': 'postgres://user@host:port/database, postgresql://... or sqlite:PATH',
+    'x-default': 'sqlite:$DATA_DIR/statistics.db',
+    'x-secret': true,
+  }),
+  HOST: Type.String({
+    description: 'The address to listen on (`0.0.0.0` in a container)',
+    default: '127.0.0.1',
+  }),
+  PORT: wholeNumber('The port to listen on (0: any free port)', 8000, 0, 65535),
+  LOG_LEVEL: oneOf('The least severe log level written', 'info', LOG_LEVELS),
+  LOG_FORMAT: oneOf(
+    '`json`: one JSON object a line (pino); `pretty`: coloured lines for a person; `auto`: pretty when ' +
+      'stdout is a terminal and NODE_ENV is development, JSON otherwise',
+    'auto',
+    ['auto', 'json', 'pretty'] as const,
+  ),
+  JWT_SECRET: Type.String({
+    description:
+      'The HS256 key of the tokens, at least 32 bytes; required when NODE_ENV=production, otherwise ' +
+      'generated once and kept in `$DATA_DIR/jwt-secret` so tokens survive restarts. Use the original ' +
+      "service's secret to keep its tokens working",
+    'x-default': 'generated (development), required (production)',
+    'x-secret': true,
+  }),
+  JWT_LIFETIME_SECONDS: wholeNumber('Token lifetime', 3600, 1, 31_536_000),
+  BODY_LIMIT_BYTES: wholeNumber('Largest request body; larger ones get a 413', 1_048_576, 1024, 104_857_600),
+  BATCH_BODY_LIMIT_BYTES: wholeNumber(
+    'Largest body of `POST /data/` (a batch of 10,000 readings with timestamps is about 1 MB)',
+    8_388_608,
+    1024,
+    268_435_456,
+  ),
+  MAX_FUTURE_SKEW_SECONDS: wholeNumber(
+    "How far ahead of the server's clock a reading's `timestamp` may be",
+    300,
+    0,
+    31_536_000,
+  ),
+  MAX_SERIES_BUCKETS: wholeNumber('The most buckets one time series may have', 10_000, 1, 1_000_000),
+  STATISTICS_KEYS: oneOf(
+    "`original`: `/analyze_statistics/` answers the original service's keys, in its order " +
+      '(`минимальное значение`, `максимальное значение`, `количество`, `сумма`, `медиана`); ' +
+      '`english`: count, min, max, sum, mean, median and the variances',
+    'english',
+    ['english', 'original'] as const,
+  ),
+  INGEST_AUTH: oneOf(
+    "`token`: `POST /data/` needs the device's `X-Device-Token`; `open`: ingest is open to everyone",
+    'open',
+    ['open', 'token'] as const,
+  ),
+  CORS_ORIGINS: Type.Array(Type.String(), {
+    description: 'Browser origins allowed to call the API, comma-separated; none by default',
+    default: [],
+  }),
+  TRUST_PROXY: Type.Boolean({
+    description: 'Take the client address from `X-Forwarded-For` (behind a reverse proxy)',
+    default: false,
+  }),
+  RATE_LIMIT_WINDOW_SECONDS: wholeNumber(
+    'The window of the three login and registration limits',
+    900,
+    1,
+    86_400,
+  ),
+  LOGIN_LIMIT_PER_ACCOUNT: wholeNumber(
+    'Failed logins per account and window (a success resets it); 0 turns the limit off',
+    10,
+    0,
+    1_000_000,
+  ),
+  LOGIN_LIMIT_PER_ADDRESS: wholeNumber(
+    'Login attempts per client address and window; 0: off',
+    100,
+    0,
+    1_000_000,
+  ),
+  REGISTER_LIMIT_PER_ADDRESS: wholeNumber(
+    'Registrations per client address and window; 0: off',
+    20,
+    0,
+    1_000_000,
+  ),
+  METRICS_TOKEN: Type.String({
+    description:
+      'Turns on `GET /metrics` (Prometheus) on the API port, for requests with `Authorization: Bearer ' +
+      'METRICS_TOKEN` (at least 16 characters); with METRICS_PORT set too, the metrics port asks for it',
+    minLength: 16,
+    'x-format': 'at least 16 characters',
+    'x-default': 'none (metrics off unless METRICS_PORT is set)',
+    'x-secret': true,
+  }),
+  METRICS_PORT: Type.Integer({
+    description:
+      'Serves `GET /metrics` on a listener of its own at this port (0: any free port), never on the API port',
+    minimum: 0,
+    maximum: 65535,
+    'x-default': 'none',
+  }),
+  METRICS_HOST: Type.String({
+    description: 'The address of the metrics listener',
+    'x-default': 'the value of HOST',
+  }),
+  SHUTDOWN_DELAY_MS: wholeNumber(
+    'On SIGTERM, how long `/ready` answers 503 while requests are still served, before the server stops ' +
+      'taking new connections (lets a load balancer notice first)',
+    0,
+    0,
+    120_000,
+  ),
+} satisfies Record<string, TSchema>;
+
+export type SettingName = keyof typeof settings;
+
+/** The parsed values, by variable; a setting without a default may be absent. */
+export type Settings = { [K in SettingName]: Static<(typeof settings)[K]> };
