@@ -11,15 +11,19 @@ import type { OpenedDatabase } from './db/database.js';
 import { KnownDevices } from './devices/known-devices.js';
 import { deviceRoutes } from './devices/routes.js';
 import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
-import { Health, healthRoutes } from './health/routes.js';
+import { Lifecycle } from './health/lifecycle.js';
+import { Health, healthRoutes, Readiness, startingGate } from './health/routes.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerJsonBodyParser } from './http/json-body.js';
+import { answerRequestIds, loggingOptions } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
 import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
 import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
+import { collectProcessMetrics, createMetrics, type Metrics } from './metrics/metrics.js';
+import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { statisticsRoutes } from './statistics/routes.js';
-import { Statistics } from './statistics/schemas.js';
+import { OriginalStatistics, Statistics } from './statistics/schemas.js';
 import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
 import { authRoutes } from './users/auth-routes.js';
 import { createAuthenticator } from './users/authenticate.js';
@@ -28,10 +32,26 @@ import { createTokenService } from './users/tokens.js';
 import { userRoutes } from './users/user-routes.js';
 import { webRoutes } from './web/routes.js';
 
-/** The one Fastify factory: main.ts and the tests both build the app here, with the same options. */
-export async function buildApp(config: Config, { db, engine }: OpenedDatabase): Promise<FastifyInstance> {
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The app's metrics registry and instruments (served by a separate listener when METRICS_PORT is set). */
+    metrics: Metrics;
+  }
+}
+
+/**
+ * The one Fastify factory: the server and the tests both build the app here, with the same options.
+ * `lifecycle` says whether the migrations have run: a server that listens before running them passes
+ * a starting one, and only the health paths answer until it is ready.
+ */
+export async function buildApp(
+  config: Config,
+  database: OpenedDatabase,
+  lifecycle: Lifecycle = new Lifecycle('ready'),
+): Promise<FastifyInstance> {
+  const { db, engine } = database;
   const app = Fastify({
-    logger: { level: config.logLevel },
+    ...loggingOptions(config),
     bodyLimit: config.bodyLimitBytes,
     // Long enough for a slow client, short enough that idle sockets do not pile up.
     connectionTimeout: 30_000,
@@ -47,6 +67,15 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     },
     http: { maxHeaderSize: 16_384 },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const metrics = createMetrics(database.pool);
+  app.decorate('metrics', metrics);
+  answerRequestIds(app);
+  app.addHook('onRequest', startingGate(lifecycle));
+  if (config.metrics.enabled) {
+    collectProcessMetrics(metrics);
+    recordRequests(app, metrics);
+  }
 
   app.setValidatorCompiler(validatorCompiler);
   app.decorateRequest('user', null);
@@ -93,9 +122,10 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     Reading,
     BatchResult,
     ImportReport,
-    Statistics,
+    config.statisticsKeys === 'original' ? OriginalStatistics : Statistics,
     SeriesValues,
     Health,
+    Readiness,
   ]);
 
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
@@ -105,15 +135,20 @@ export async function buildApp(config: Config, { db, engine }: OpenedDatabase): 
     devices,
     maxFutureSkewSeconds: config.maxFutureSkewSeconds,
     ingestAuth: config.ingestAuth,
+    metrics,
   });
   await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits });
   await app.register(userRoutes, { db, auth });
   await app.register(deviceRoutes, { db, auth, devices, ingestAuth: config.ingestAuth });
   await app.register(dataRoutes, { db, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
   await app.register(transferRoutes, { db, ingest });
-  await app.register(statisticsRoutes, { db, engine });
+  await app.register(statisticsRoutes, { db, engine, keys: config.statisticsKeys });
   await app.register(seriesRoutes, { db, engine, maxSeriesBuckets: config.maxSeriesBuckets });
-  await app.register(healthRoutes, { db, engine });
+  await app.register(healthRoutes, { db, engine, lifecycle });
+  // With a port of its own, /metrics is never on the API port.
+  if (config.metrics.token !== undefined && config.metrics.port === undefined) {
+    await app.register(metricsRoutes, { metrics, token: config.metrics.token });
+  }
   await app.register(webRoutes);
   return app;
 }

@@ -7,6 +7,7 @@ import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
 import type { KnownDevices } from '../devices/known-devices.js';
 import { toIsoString } from '../http/dates.js';
 import { DomainError, notFound, RequestValidationError, type ValidationIssue } from '../http/errors.js';
+import type { IngestPath, Metrics } from '../metrics/metrics.js';
 import { ReadingWriter } from './reading-writer.js';
 import type { BatchResult, Reading, ReadingCreate } from './schemas.js';
 
@@ -20,7 +21,7 @@ export interface Ingest {
   batch(readings: ReadingCreate[], deviceToken: string | undefined): Promise<BatchResult>;
   /** With INGEST_AUTH=token, the (existing) devices among `ids` that `deviceToken` does not open. */
   refused(ids: Iterable<number>, deviceToken: string | undefined): number[];
-  /** Rows already checked by `prepare`, stored in one statement (imports use this). */
+  /** Rows already checked by `prepare`, stored in one statement (imports use this); answers their ids. */
   store(rows: ReadingRow[]): Promise<number[]>;
   /** Turns a reading into a row, or says what is wrong with it. */
   prepare(
@@ -34,14 +35,21 @@ export interface IngestOptions {
   devices: KnownDevices;
   maxFutureSkewSeconds: number;
   ingestAuth: 'open' | 'token';
+  metrics: Metrics;
 }
 
 export function createIngest(
   db: Kysely<Database>,
   engine: Engine,
-  { devices, maxFutureSkewSeconds, ingestAuth }: IngestOptions,
+  { devices, maxFutureSkewSeconds, ingestAuth, metrics }: IngestOptions,
 ): Ingest {
-  const writer = new ReadingWriter(db, engine);
+  const writer = new ReadingWriter(db, engine, metrics);
+  const insert = async (rows: ReadingRow[], path: IngestPath) => {
+    const stored = await insertReadingRows(db, engine, rows);
+    metrics.readingsStored.inc({ path }, stored.ids.length);
+    metrics.minuteRollupsMerged.inc(stored.minuteRollups);
+    return stored.ids;
+  };
   const maxSkewMs = maxFutureSkewSeconds * 1000;
   const refused: Ingest['refused'] = (ids, deviceToken) =>
     ingestAuth === 'token' ? devices.refusing(ids, deviceToken) : [];
@@ -75,7 +83,7 @@ export function createIngest(
     devices,
     prepare,
     refused,
-    store: (rows) => insertReadingRows(db, engine, rows),
+    store: (rows) => insert(rows, 'import'),
 
     async one(reading, deviceToken) {
       const row = prepare(reading, Date.now());
@@ -114,7 +122,7 @@ export function createIngest(
       );
       let ids: number[];
       try {
-        ids = await insertReadingRows(db, engine, rows);
+        ids = await insert(rows, 'batch');
       } catch (error) {
         if (isForeignKeyViolation(error))
           throw notFound('A device of this batch was deleted while it was stored');

@@ -3,6 +3,7 @@ import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
 import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
 import type { Database } from '../db/tables.js';
 import { notFound } from '../http/errors.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 interface Pending {
   row: ReadingRow;
@@ -27,6 +28,7 @@ export class ReadingWriter {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly engine: Engine,
+    private readonly metrics: Metrics,
   ) {}
 
   /** Stores one reading with the next group; answers its id once committed. */
@@ -59,11 +61,14 @@ export class ReadingWriter {
 
   async #commit(group: Pending[]): Promise<void> {
     try {
-      const ids = await insertReadingRows(
+      const { ids, minuteRollups } = await insertReadingRows(
         this.db,
         this.engine,
         group.map((p) => p.row),
       );
+      this.metrics.groupCommitReadings.observe(group.length);
+      this.metrics.readingsStored.inc({ path: 'single' }, group.length);
+      this.metrics.minuteRollupsMerged.inc(minuteRollups);
       for (const [i, pending] of group.entries()) pending.resolve(ids[i] as number);
     } catch (error) {
       if (group.length > 1 && isForeignKeyViolation(error)) {

@@ -23,12 +23,15 @@ import type { Database } from './tables.js';
 export interface OpenedDatabase {
   db: Kysely<Database>;
   engine: Engine;
+  /** PostgreSQL's connection pool (for its metrics); SQLite has one connection. */
+  pool?: pg.Pool;
 }
 
 /** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and destroys it. */
 export function openDatabase(url: string): OpenedDatabase {
   if (url.startsWith('sqlite:')) return { db: openSqlite(url.slice('sqlite:'.length)), engine: 'sqlite' };
-  return { db: openPostgres(url), engine: 'postgres' };
+  const pool = openPostgresPool(url);
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), engine: 'postgres', pool };
 }
 
 function openSqlite(path: string): Kysely<Database> {
@@ -71,7 +74,7 @@ function withStatementCache(connection: SQLite.Database): SqliteDatabase {
   };
 }
 
-function openPostgres(url: string): Kysely<Database> {
+function openPostgresPool(url: string): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,
@@ -86,7 +89,7 @@ function openPostgres(url: string): Kysely<Database> {
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return pool;
 }
 
 /** better-sqlite3 cannot bind JS booleans; SQLite stores them as 0/1. */

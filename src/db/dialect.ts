@@ -1,4 +1,5 @@
 import { type Expression, type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
+import type { Database } from './tables.js';
 
 /** The few SQL pieces that differ between SQLite and PostgreSQL. Everything else is shared SQL. */
 export type Engine = 'sqlite' | 'postgres';
@@ -80,4 +81,24 @@ export function lesser(engine: Engine, a: Expression<number>, b: Expression<numb
 }
 export function greater(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
   return engine === 'postgres' ? sql<number>`greatest(${a}, ${b})` : sql<number>`max(${a}, ${b})`;
+}
+
+/**
+ * After rows were stored under ids of their own (a move from another database), the next generated id
+ * must come after them. SQLite's AUTOINCREMENT already remembers the largest id ever stored; a
+ * PostgreSQL identity column's sequence is moved past the largest id, never back.
+ */
+export async function moveIdSequencePast(
+  db: Kysely<Database>,
+  engine: Engine,
+  table: 'users' | 'devices' | 'data',
+): Promise<void> {
+  if (engine === 'sqlite') return;
+  await sql`
+    select setval(pg_get_serial_sequence(${table}, 'id'), max(id))
+    from ${sql.table(table)}
+    having max(id) > (
+      select coalesce(last_value, 0) from pg_sequences
+      where format('%I.%I', schemaname, sequencename) = pg_get_serial_sequence(${table}, 'id')
+    )`.execute(db);
 }

@@ -14,6 +14,12 @@ export interface ReadingRow {
 const MINUTE_MS = 60_000;
 const VALUES = ['x', 'y', 'z'] as const;
 
+/** What one insert stored: the readings' ids in input order, and the rollup rows it merged. */
+export interface StoredReadings {
+  ids: number[];
+  minuteRollups: number;
+}
+
 /**
  * Stores many readings atomically and answers their ids in input order, and merges them into their
  * per-minute rollups (`reading_minutes`) in the same transaction, late readings included.
@@ -21,42 +27,51 @@ const VALUES = ['x', 'y', 'z'] as const;
  * SQLite reads a JSON array through json_each (doubles round-trip exactly), PostgreSQL unnests
  * arrays and chains the rollups to the insert in one statement. The readings are grouped by minute
  * here: grouping them again in SQL would cost as much as storing them.
+ * `ids` (one per row, for a move from another database) stores the rows under those ids.
  */
 export async function insertReadingRows(
   db: Kysely<Database>,
   engine: Engine,
   rows: ReadingRow[],
-): Promise<number[]> {
-  if (rows.length === 0) return [];
-  const minutes = upsertMinuteRollups(engine, minuteRollupRows(engine, rollUpByMinute(rows)));
+  ids?: readonly number[],
+): Promise<StoredReadings> {
+  if (rows.length === 0) return { ids: [], minuteRollups: 0 };
+  const rollups = rollUpByMinute(rows);
+  const minutes = upsertMinuteRollups(engine, minuteRollupRows(engine, rollups));
+  const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
+  const idColumn = ids ? sql`id, ` : sql``;
   if (engine === 'postgres') {
     const result = await sql<{ id: number }>`
       with inserted as (
-        insert into data (device_id, x, y, z, created_at)
-        select * from unnest(
+        insert into data (${idColumn}device_id, x, y, z, created_at)
+        select * from unnest(${ids ? sql`${ids}::int8[], ` : sql``}
           ${rows.map((r) => r.device_id)}::int[], ${rows.map((r) => r.x)}::float8[],
           ${rows.map((r) => r.y)}::float8[], ${rows.map((r) => r.z)}::float8[],
           ${rows.map((r) => r.created_at)}::int8[])
         returning id
       ), rolled_up as (${minutes})
       select id from inserted`.execute(db);
+    if (ids) return stored([...ids]);
     // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
-    return result.rows.map((row) => Number(row.id)).sort((a, b) => a - b);
+    return stored(result.rows.map((row) => Number(row.id)).sort((a, b) => a - b));
   }
-  const json = JSON.stringify(rows.map((r) => [r.device_id, r.x, r.y, r.z, r.created_at]));
+  const json = JSON.stringify(
+    rows.map((r, i) => [r.device_id, r.x, r.y, r.z, r.created_at, ...(ids ? [ids[i]] : [])]),
+  );
   return db.connection().execute(async (connection) => {
     await sql`begin`.execute(connection);
     try {
       const result = await sql`
-        insert into data (device_id, x, y, z, created_at)
-        select value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
+        insert into data (${idColumn}device_id, x, y, z, created_at)
+        select ${ids ? sql`value ->> 5, ` : sql``}value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
         from json_each(${json})`.execute(connection);
       await minutes.execute(connection);
       await sql`commit`.execute(connection);
+      if (ids) return stored([...ids]);
       // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
       // last insert id; reading them that way is cheaper than RETURNING.
       const last = Number(result.insertId);
-      return rows.map((_, i) => last - rows.length + 1 + i);
+      return stored(rows.map((_, i) => last - rows.length + 1 + i));
     } catch (error) {
       // SQLite ends the transaction by itself on some errors (a full disk): the rollback then fails,
       // and that failure must not hide the cause.

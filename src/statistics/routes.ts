@@ -10,17 +10,21 @@ import { readingStatistics, type StatisticsGroup } from './reading-statistics.js
 import {
   type Attribute,
   MAX_PERCENTILES,
+  OriginalStatisticsAnswer,
   OwnerParams,
   parseAttributes,
   type Statistics,
   StatisticsAnswer,
   StatisticsQuery,
+  toOriginalKeys,
 } from './schemas.js';
 import { requireSelectable } from './selection.js';
 
 export interface StatisticsRoutesOptions {
   db: Kysely<Database>;
   engine: Engine;
+  /** STATISTICS_KEYS: `original` answers the original service's keys, in its order. */
+  keys: 'english' | 'original';
 }
 
 const description =
@@ -29,9 +33,11 @@ const description =
 
 export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions> = async (
   app,
-  { db, engine },
+  { db, engine, keys },
 ) => {
-  async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number): Promise<StatisticsAnswer> {
+  const Answer = keys === 'original' ? OriginalStatisticsAnswer : StatisticsAnswer;
+  const named = keys === 'original' ? toOriginalKeys : (statistics: Statistics) => statistics;
+  async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);
     const groups = await readingStatistics(db, engine, {
       attrs,
@@ -42,7 +48,9 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
       ...parseDateRange(query),
     });
     const shape = (group: StatisticsGroup) =>
-      attrs.length === 1 ? (group.byAttr[attrs[0] as Attribute] as Statistics) : group.byAttr;
+      attrs.length === 1
+        ? named(group.byAttr[attrs[0] as Attribute] as Statistics)
+        : Object.fromEntries(Object.entries(group.byAttr).map(([attr, stats]) => [attr, named(stats)]));
     if (query.group_by === 'device') {
       return groups.map((group) => ({ device_id: group.deviceId as number, ...shape(group) }));
     }
@@ -58,7 +66,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         summary: 'Statistics of the readings that match the filters',
         description,
         querystring: StatisticsQuery,
-        response: { 200: StatisticsAnswer, ...errorResponses(404, 422, 503) },
+        response: { 200: Answer, ...errorResponses(404, 422, 503) },
       },
     },
     async (request) => {
@@ -77,7 +85,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         description: `${description} An unknown user, or a device_id that user does not own, is a 404.`,
         params: OwnerParams,
         querystring: StatisticsQuery,
-        response: { 200: StatisticsAnswer, ...errorResponses(404, 422, 503) },
+        response: { 200: Answer, ...errorResponses(404, 422, 503) },
       },
     },
     async (request) => {

@@ -1,4 +1,4 @@
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type TObject, Type } from '@sinclair/typebox';
 import { ReadingFilters } from '../data/schemas.js';
 import { Id } from '../http/schemas.js';
 
@@ -84,29 +84,79 @@ export const Statistics = Type.Object(statisticsFields, {
 });
 export type Statistics = Static<typeof Statistics>;
 
-const byAttr = {
-  x: Type.Optional(Type.Ref(Statistics)),
-  y: Type.Optional(Type.Ref(Statistics)),
-  z: Type.Optional(Type.Ref(Statistics)),
-};
 const deviceId = { device_id: Type.Integer({ description: 'The device of this entry' }) };
 
 /**
  * One value without grouping answers the flat object (as the original did); several values answer one
  * object per value; `group_by=device` answers a list with one entry per device.
  */
-export const StatisticsAnswer = Type.Union(
-  [
-    Type.Ref(Statistics),
-    Type.Object(byAttr, { description: 'Several values: the statistics of each' }),
-    Type.Array(
-      Type.Union([
-        Type.Object({ ...deviceId, ...statisticsFields }),
-        Type.Object({ ...deviceId, ...byAttr }),
-      ]),
-      { description: 'group_by=device: one entry per device, in device order' },
-    ),
-  ],
-  { description: 'The statistics: their shape follows `attr` and `group_by`' },
-);
+function answerOf<Item extends TObject>(item: Item) {
+  const one = Type.Ref(item);
+  const byAttr = { x: Type.Optional(one), y: Type.Optional(one), z: Type.Optional(one) };
+  return Type.Union(
+    [
+      one,
+      Type.Object(byAttr, { description: 'Several values: the statistics of each' }),
+      Type.Array(
+        Type.Union([
+          Type.Object({ ...deviceId, ...item.properties }),
+          Type.Object({ ...deviceId, ...byAttr }),
+        ]),
+        { description: 'group_by=device: one entry per device, in device order' },
+      ),
+    ],
+    { description: 'The statistics: their shape follows `attr` and `group_by`' },
+  );
+}
+
+export const StatisticsAnswer = answerOf(Statistics);
 export type StatisticsAnswer = Static<typeof StatisticsAnswer>;
+
+/**
+ * STATISTICS_KEYS=original: the original service's keys, in its order, for clients that parse its
+ * answers (percentiles, when asked for, follow them). Mean and variances are not part of it.
+ */
+export const OriginalStatistics = Type.Object(
+  {
+    'минимальное значение': statisticsFields.min,
+    'максимальное значение': statisticsFields.max,
+    количество: statisticsFields.count,
+    сумма: statisticsFields.sum,
+    медиана: statisticsFields.median,
+    percentiles: statisticsFields.percentiles,
+  },
+  {
+    $id: 'OriginalStatistics',
+    description: "Statistics of one value, with the original service's keys (STATISTICS_KEYS=original)",
+    examples: [
+      {
+        'минимальное значение': 1,
+        'максимальное значение': 10,
+        количество: 4,
+        сумма: 18,
+        медиана: 3.5,
+      },
+    ],
+  },
+);
+export type OriginalStatistics = Static<typeof OriginalStatistics>;
+
+export const OriginalStatisticsAnswer = answerOf(OriginalStatistics);
+
+export function toOriginalKeys({
+  min,
+  max,
+  count,
+  sum,
+  median,
+  percentiles,
+}: Statistics): OriginalStatistics {
+  return {
+    'минимальное значение': min,
+    'максимальное значение': max,
+    количество: count,
+    сумма: sum,
+    медиана: median,
+    ...(percentiles ? { percentiles } : {}),
+  };
+}
