@@ -10,7 +10,7 @@ import { KnownDevices } from '../../devices/known-devices.js';
 import { parseDateRange } from '../../http/dates.js';
 import { createMetrics } from '../../metrics/metrics.js';
 import { withDatabase } from '../database.js';
-import { EXIT, usageError } from '../exit-codes.js';
+import { CliError, EXIT, usageError } from '../exit-codes.js';
 import { startProgress } from '../progress.js';
 
 const FORMATS = ['csv', 'ndjson'] as const;
@@ -70,7 +70,7 @@ export function importCommand(program: Command): void {
         if (report.rejected > SHOWN_ERRORS)
           console.log(`  ... (--json lists the first ${report.errors.length})`);
       }
-      if (report.rejected > 0) process.exitCode = EXIT.partial;
+      if (report.rejected > 0) throw new CliError(`${report.rejected} lines were rejected`, EXIT.partial);
     });
 }
 
