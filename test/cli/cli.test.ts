@@ -116,7 +116,7 @@ for (const engine of ENGINES) {
         headers: { authorization: `Bearer ${login.json().access_token}` },
       });
       assert.deepEqual(
-        { ...me.json(), id: 0 },
+        { ...(me.json() as object), id: 0 },
         { id: 0, email: 'root@example.com', is_active: true, is_superuser: true, is_verified: true },
       );
 
