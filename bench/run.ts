@@ -220,7 +220,7 @@ async function startServer(raw: RawEngine, dataDir: string): Promise<{ child: Ch
     },
   });
   const base = `http://127.0.0.1:${port}`;
-  await waitUntilReady(`${base}/health`, child);
+  await waitUntilReady(`${base}/ready`, child);
   return { child, base };
 }
 

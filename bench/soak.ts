@@ -185,7 +185,7 @@ async function startServer(): Promise<{ base: string; pid: number }> {
       );
     }
     try {
-      const health = await fetch(`${base}/health`, { signal: AbortSignal.timeout(1000) });
+      const health = await fetch(`${base}/ready`, { signal: AbortSignal.timeout(1000) });
       await health.arrayBuffer();
       if (health.status === 200) return { base, pid: child.pid };
     } catch {
@@ -194,7 +194,7 @@ async function startServer(): Promise<{ base: string; pid: number }> {
     await sleep(100);
   }
   throw new Error(
-    `the server did not answer /health within ${START_TIMEOUT_MS} ms:\n${serverOutput.join('\n')}`,
+    `the server was not ready (/ready) within ${START_TIMEOUT_MS} ms:\n${serverOutput.join('\n')}`,
   );
 }
 

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Histogram } from 'prom-client';
 import type { MetricsSettings } from '../config.js';
 import { unauthorized } from '../http/errors.js';
 import type { Metrics } from './metrics.js';
@@ -27,17 +28,22 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
   });
 };
 
-/** Records each answered request by method, route template (not the raw URL) and status. */
+/**
+ * Records each answered request by method, route template (not the raw URL) and status. A callback
+ * hook with the labelled child cached: this runs on every request.
+ */
 export function recordRequests(app: FastifyInstance, metrics: Metrics): void {
-  app.addHook('onResponse', async (request, reply) => {
-    metrics.httpRequests.observe(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        status_code: String(reply.statusCode),
-      },
-      reply.elapsedTime / 1000,
-    );
+  const children = new Map<string, Histogram.Internal<'method' | 'route' | 'status_code'>>();
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const key = `${request.method} ${reply.statusCode} ${route}`;
+    let child = children.get(key);
+    if (!child) {
+      child = metrics.httpRequests.labels(request.method, route, String(reply.statusCode));
+      children.set(key, child);
+    }
+    child.observe(reply.elapsedTime / 1000);
+    done();
   });
 }
 
