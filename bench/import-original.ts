@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { makeOriginalDatabase } from './original-db.js';
+import { postgresEngine } from './postgres.js';
 
 /**
  * `npm run bench:import-original`: times `statistics import-original` (the built CLI, as an operator
@@ -58,28 +58,8 @@ function importInto(url: string, label: string, run: Run['run']): Run {
   };
 }
 
-async function postgresDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `statistics_bench_original_${process.pid}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${name} with (force)`);
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`drop database if exists ${name} with (force)`);
-      await client.end();
-    },
-  };
-}
-
 try {
-  let started = Date.now();
+  const started = Date.now();
   makeOriginalDatabase(fixture, source, readings);
   console.log(
     `made an original database with ${readings} readings in ${((Date.now() - started) / 1000).toFixed(1)} s`,
@@ -88,17 +68,16 @@ try {
   const sqliteUrl = `sqlite:${join(dir, 'target.db')}`;
   runs.push(importInto(sqliteUrl, 'sqlite', 'first'), importInto(sqliteUrl, 'sqlite', 'second'));
   if (postgresAdmin) {
-    const database = await postgresDatabase(postgresAdmin);
+    const database = await postgresEngine(postgresAdmin);
     try {
       runs.push(
-        importInto(database.url, 'postgres', 'first'),
-        importInto(database.url, 'postgres', 'second'),
+        importInto(database.databaseUrl, 'postgres', 'first'),
+        importInto(database.databaseUrl, 'postgres', 'second'),
       );
     } finally {
-      await database.drop();
+      await database.dispose();
     }
   }
-  started = Date.now();
   console.table(runs);
   writeFileSync(
     join(root, 'bench', 'import-original-results.json'),

@@ -22,22 +22,28 @@ export function parseDateQuery(field: string, text: string, bound: 'start' | 'en
   const match = ISO.exec(text.trim());
   if (!match) throw invalidQuery(field, 'invalid datetime format', 'value_error.datetime');
   const [, year, month, day, hour = '0', minute = '0', second = '0', fraction = '', zone = 'Z'] = match;
-  const fields = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const [y, mo, d, h, mi, s] = fields;
-  const utc = Date.UTC(y, mo - 1, d, h, mi, s);
-  const check = new Date(utc);
-  if (check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) {
-    throw invalidQuery(field, 'invalid datetime format', 'value_error.datetime');
-  }
+  const utc = wallClockMs([year, month, day, hour, minute, second].map(Number) as WallClock);
+  if (utc === undefined) throw invalidQuery(field, 'invalid datetime format', 'value_error.datetime');
   const fractionMs = fraction === '' ? 0 : Number(`0.${fraction}`) * 1000;
   return round(utc + fractionMs) - zoneOffsetMs(zone);
+}
+
+/** Year, month (1-12), day, hour, minute, second of a clock. */
+export type WallClock = [number, number, number, number, number, number];
+
+/** A wall-clock time read as if it were UTC, or undefined when no such time exists (February 30th, 25:00). */
+export function wallClockMs([year, month, day, hour, minute, second]: WallClock, milliseconds = 0) {
+  const utc = Date.UTC(year, month - 1, day, hour, minute, second, milliseconds);
+  const check = new Date(utc);
+  if (
+    check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  )
+    return undefined;
+  return utc;
 }
 
 function zoneOffsetMs(zone: string): number {

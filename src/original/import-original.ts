@@ -7,8 +7,7 @@ import { LocalTimes } from './local-time.js';
 import {
   countReadingsInIdRange,
   devicesById,
-  insertDevicesWithIds,
-  insertUsersWithIds,
+  insertWithIds,
   readingsInIdRange,
   userIdsExisting,
   usersByIdOrEmail,
@@ -215,8 +214,8 @@ export async function importOriginal(
   if (report.conflicts.length > 0) return report;
 
   await db.transaction().execute(async (trx) => {
-    await insertUsersWithIds(trx, newUsers);
-    await insertDevicesWithIds(trx, newDevices);
+    await insertWithIds(trx, 'users', newUsers);
+    await insertWithIds(trx, 'devices', newDevices);
   });
   report.users.imported = newUsers.length;
   report.devices.imported = newDevices.length;

@@ -1,5 +1,6 @@
 import { Temporal } from 'temporal-polyfill';
 import type { EpochMs } from '../db/tables.js';
+import { type WallClock, wallClockMs } from '../http/dates.js';
 
 /**
  * How a wall-clock time of the source zone became an instant: `exact`; `ambiguous` (it happened
@@ -41,27 +42,13 @@ export class LocalTimes {
   toUtc(text: string): ResolvedTime | undefined {
     const match = NAIVE.exec(text);
     if (!match) return undefined;
-    const [year, month, day, hour, minute, second] = match.slice(1, 7).map(Number) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const clock = match.slice(1, 7).map(Number) as WallClock;
     const micros = Number((match[7] ?? '').padEnd(6, '0'));
-    const asUtc = Date.UTC(year, month - 1, day, hour, minute, second, Math.floor(micros / 1000));
-    const check = new Date(asUtc);
-    if (
-      check.getUTCMonth() !== month - 1 ||
-      check.getUTCDate() !== day ||
-      hour > 23 ||
-      minute > 59 ||
-      second > 59
-    )
-      return undefined;
+    const asUtc = wallClockMs(clock, Math.floor(micros / 1000));
+    if (asUtc === undefined) return undefined;
     const offset = this.#steadyOffset(asUtc - (asUtc % DAY_MS), `${match[1]}-${match[2]}-${match[3]}`);
     if (offset !== null) return { at: asUtc - offset, resolution: 'exact' };
+    const [year, month, day, hour, minute, second] = clock;
     const local = Temporal.PlainDateTime.from({
       year,
       month,

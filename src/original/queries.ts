@@ -37,26 +37,16 @@ export async function userIdsExisting(db: Kysely<Database>, ids: number[]): Prom
   return new Set(rows.map((row) => row.id));
 }
 
-export async function insertUsersWithIds(
+/** Rows of the original stored under their own ids, a few hundred per statement. */
+export async function insertWithIds<T extends 'users' | 'devices'>(
   trx: Transaction<Database>,
-  users: Selectable<UsersTable>[],
+  table: T,
+  rows: Selectable<Database[T]>[],
 ): Promise<void> {
-  for (let i = 0; i < users.length; i += IN_LIST / 10) {
+  for (let i = 0; i < rows.length; i += IN_LIST / 10) {
     await trx
-      .insertInto('users')
-      .values(users.slice(i, i + IN_LIST / 10))
-      .execute();
-  }
-}
-
-export async function insertDevicesWithIds(
-  trx: Transaction<Database>,
-  devices: Selectable<DevicesTable>[],
-): Promise<void> {
-  for (let i = 0; i < devices.length; i += IN_LIST / 10) {
-    await trx
-      .insertInto('devices')
-      .values(devices.slice(i, i + IN_LIST / 10))
+      .insertInto(table)
+      .values(rows.slice(i, i + IN_LIST / 10) as never)
       .execute();
   }
 }

@@ -3,6 +3,7 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import SQLite from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { SignJWT } from 'jose';
@@ -19,7 +20,9 @@ import {
 } from '../helpers/harness.js';
 
 /** The original service's database and the facts its README gives (shared/fixtures/original/README.md). */
-const FIXTURE = join(process.cwd(), '..', 'shared', 'fixtures', 'original', 'statistics-original.db');
+const FIXTURE = fileURLToPath(
+  new URL('../../../shared/fixtures/original/statistics-original.db', import.meta.url),
+);
 const ORIGINAL_SECRET = 'original-service-secret-for-fixture-0001';
 const PASSWORDS = { alice: 'alice-password-1', bob: 'bob-password-2', carol: 'carol-password-3' };
 
