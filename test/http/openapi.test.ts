@@ -35,6 +35,7 @@ const OPERATION_IDS: Record<string, string> = {
   'GET /analyze_statistics/{user_id}': 'getUserStatistics',
   'GET /analyze_statistics/series': 'getSeries',
   'GET /health': 'getHealth',
+  'GET /ready': 'getReadiness',
 };
 
 onEachEngine('the OpenAPI document', (h) => {

@@ -277,8 +277,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Whether the service and its database answer */
+        /** Liveness: whether the process and its database answer */
         get: operations["getHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness: whether to send traffic here
+         * @description 503 until the migrations have run, while a dependency does not answer, and from the start of a shutdown (SIGTERM) on; 200 otherwise. Liveness is /health.
+         */
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -554,6 +574,20 @@ export interface components {
             status: "ok" | "unavailable";
             /** @example sqlite */
             database: string;
+        };
+        /** @description Whether to send traffic to this process, and why not */
+        Readiness: {
+            /** @description ready; starting (the migrations have not run yet); draining (the process is stopping); unavailable (a dependency does not answer) */
+            status: "ready" | "starting" | "draining" | "unavailable";
+            /**
+             * @description Each dependency, by name
+             * @example {
+             *       "database": "ok"
+             *     }
+             */
+            checks: {
+                [key: string]: "ok" | "unavailable";
+            };
         };
     };
     responses: never;
@@ -2076,6 +2110,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whether to send traffic to this process, and why not */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description Whether to send traffic to this process, and why not */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
         };
