@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** How a reading reached the database. */
-export type IngestPath = 'single' | 'batch' | 'import' | 'original';
+export type IngestPath = 'single' | 'batch' | 'import';
 
 /**
  * The one owner of the Prometheus registry. Features get it explicitly (never a global) and record
@@ -36,7 +36,7 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     }),
     readingsStored: new Counter({
       name: 'statistics_readings_stored_total',
-      help: 'Readings stored, by path: single (POST /data/ one reading), batch, import, original',
+      help: 'Readings stored, by path: single (POST /data/ one reading), batch, import',
       labelNames: ['path'],
       registers,
     }),
