@@ -19,10 +19,11 @@ import {
   testConfig,
 } from '../helpers/harness.js';
 
-/** The original service's database and the facts its README gives (shared/fixtures/original/README.md). */
-const FIXTURE = fileURLToPath(
-  new URL('../../../shared/fixtures/original/statistics-original.db', import.meta.url),
-);
+/**
+ * The original service's database and the facts its README gives (test/fixtures/original/README.md),
+ * kept in the repository so that any clone runs this suite.
+ */
+const FIXTURE = fileURLToPath(new URL('../fixtures/original/statistics-original.db', import.meta.url));
 const ORIGINAL_SECRET = 'original-service-secret-for-fixture-0001';
 const PASSWORDS = { alice: 'alice-password-1', bob: 'bob-password-2', carol: 'carol-password-3' };
 
