@@ -3,6 +3,7 @@ import { it } from 'node:test';
 import type { Kysely } from 'kysely';
 import * as readingMinutes from '../../src/db/migrations/0003-reading-minutes.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { assertRollupsMatchReadings, checkRollupsAfterEach } from '../helpers/rollups.js';
 
 const MINUTE = 60_000;
 
@@ -15,58 +16,9 @@ function values(seed: number): () => number {
   };
 }
 
-interface Expected {
-  readings: number;
-  min: Record<string, number>;
-  max: Record<string, number>;
-  sum: Record<string, number>;
-  magnitude: Record<string, number>;
-}
-
-/** The rollups computed here from the stored readings, keyed `device/minute`. */
-async function expectedRollups(h: Harness): Promise<Map<string, Expected>> {
-  const readings = await h.db.selectFrom('data').select(['device_id', 'created_at', 'x', 'y', 'z']).execute();
-  const expected = new Map<string, Expected>();
-  for (const reading of readings) {
-    const at = Number(reading.created_at);
-    const key = `${reading.device_id}/${at - (((at % MINUTE) + MINUTE) % MINUTE)}`;
-    const entry = expected.get(key) ?? { readings: 0, min: {}, max: {}, sum: {}, magnitude: {} };
-    entry.readings++;
-    for (const attr of ['x', 'y', 'z'] as const) {
-      const value = reading[attr];
-      entry.min[attr] = Math.min(entry.min[attr] ?? Number.POSITIVE_INFINITY, value);
-      entry.max[attr] = Math.max(entry.max[attr] ?? Number.NEGATIVE_INFINITY, value);
-      entry.sum[attr] = (entry.sum[attr] ?? 0) + value;
-      entry.magnitude[attr] = (entry.magnitude[attr] ?? 0) + Math.abs(value);
-    }
-    expected.set(key, entry);
-  }
-  return expected;
-}
-
-async function assertRollupsMatchReadings(h: Harness): Promise<void> {
-  const expected = await expectedRollups(h);
-  const rollups = await h.db.selectFrom('reading_minutes').selectAll().execute();
-  assert.deepEqual(
-    rollups.map((r) => `${r.device_id}/${Number(r.minute)}`).sort(),
-    [...expected.keys()].sort(),
-  );
-  for (const rollup of rollups) {
-    const want = expected.get(`${rollup.device_id}/${Number(rollup.minute)}`) as Expected;
-    assert.equal(rollup.readings, want.readings);
-    for (const attr of ['x', 'y', 'z'] as const) {
-      assert.equal(rollup[`${attr}_min`], want.min[attr]);
-      assert.equal(rollup[`${attr}_max`], want.max[attr]);
-      const sum = rollup[`${attr}_sum`] as number;
-      assert.ok(
-        Math.abs(sum - (want.sum[attr] as number)) <= 1e-12 * (want.magnitude[attr] as number),
-        `${attr}_sum ${sum} vs ${want.sum[attr]}`,
-      );
-    }
-  }
-}
-
 onEachEngine('per-minute rollups', (h: Harness) => {
+  checkRollupsAfterEach(h);
+
   it('match the stored readings for batches, late readings, single readings and imports', async () => {
     const first = await h.createDevice();
     const second = await h.createDevice();
@@ -107,14 +59,14 @@ onEachEngine('per-minute rollups', (h: Harness) => {
     });
     assert.equal(imported.json().stored, 40, imported.body);
 
-    await assertRollupsMatchReadings(h);
+    await assertRollupsMatchReadings(h.db);
   });
 
   it('are rebuilt from the stored readings when the migration runs on an existing database', async () => {
     const db = h.db as unknown as Kysely<unknown>;
     await readingMinutes.down(db);
     await readingMinutes.up(db);
-    await assertRollupsMatchReadings(h);
+    await assertRollupsMatchReadings(h.db);
   });
 
   it('keep sums beyond the double range as unknown, and go on storing', async () => {

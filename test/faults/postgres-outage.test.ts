@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { alive, type Server, startServer, stopServer } from '../helpers/server.js';
+import { OwnPostgres, ownPostgresSkipReason } from '../helpers/own-postgres.js';
+import { type Answer, alive, call, type Server, startServer, stopServer } from '../helpers/server.js';
 
 // Issue 5, item 7: while PostgreSQL is down, requests answer 503 with Retry-After within 2 s (no
 // hang, no crash) and /health says so; when it is back, the service recovers without a restart.
@@ -15,149 +12,8 @@ import { alive, type Server, startServer, stopServer } from '../helpers/server.j
 const ANSWER_WITHIN_MS = 2000;
 const RECOVERY_WITHIN_MS = 10_000;
 
-/** The newest PostgreSQL installation's bin directory with initdb and pg_ctl, if any. */
-function postgresBin(): string | undefined {
-  const root = '/usr/lib/postgresql';
-  if (!existsSync(root)) return undefined;
-  return readdirSync(root)
-    .sort((a, b) => Number(b) - Number(a))
-    .map((version) => join(root, version, 'bin'))
-    .find((bin) => existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'pg_ctl')));
-}
-
-const isRoot = process.getuid?.() === 0;
-const bin = postgresBin();
-/** initdb refuses root: as root, PostgreSQL runs as the `postgres` OS user. */
-const postgresUser = isRoot ? spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }) : undefined;
-
-function skipReason(): string | false {
-  if (bin === undefined) return 'no PostgreSQL binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin/';
-  if (process.platform !== 'linux') return 'needs Linux (runuser, /usr/lib/postgresql)';
-  if (isRoot && postgresUser?.status !== 0)
-    return 'running as root, but there is no `postgres` OS user to run initdb';
-  if (isRoot && spawnSync('runuser', ['--help']).error) return 'running as root, but runuser is missing';
-  return false;
-}
-
-/** Runs a PostgreSQL program (as `postgres` when we are root); throws with its output when it fails. */
-function pgRun(program: string, args: string[], timeoutMs = 60_000): string {
-  const command = join(bin as string, program);
-  const [file, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
-  const result = spawnSync(file, argv, {
-    encoding: 'utf8',
-    timeout: timeoutMs,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (result.status !== 0) {
-    throw new Error(
-      `${program} ${args.join(' ')} failed (${result.status ?? result.signal ?? result.error}):\n` +
-        `${result.stdout}${result.stderr}`,
-    );
-  }
-  return result.stdout;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject()));
-    });
-  });
-}
-
-/** A PostgreSQL cluster in a temporary directory, on 127.0.0.1 and a free port. */
-class OwnPostgres {
-  readonly dir = mkdtempSync(join(tmpdir(), 'statistics-pg-outage-'));
-  readonly data = join(this.dir, 'data');
-  readonly log = join(this.dir, 'postgres.log');
-  port = 0;
-  #running = false;
-
-  async init(): Promise<void> {
-    if (isRoot) {
-      const uid = Number(postgresUser?.stdout.trim());
-      const gid = Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim());
-      chownSync(this.dir, uid, gid);
-    }
-    pgRun('initdb', ['-D', this.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync']);
-    this.port = await freePort();
-  }
-
-  start(): void {
-    const options = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.dir}`;
-    pgRun('pg_ctl', ['start', '-D', this.data, '-l', this.log, '-w', '-t', '30', '-o', options]);
-    this.#running = true;
-  }
-
-  stop(mode: 'fast' | 'immediate' = 'fast'): void {
-    pgRun('pg_ctl', ['stop', '-D', this.data, '-m', mode, '-w', '-t', '30']);
-    this.#running = false;
-  }
-
-  get url(): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
-  }
-
-  logTail(): string {
-    return existsSync(this.log) ? readFileSync(this.log, 'utf8').slice(-2000) : '';
-  }
-
-  /** Stops the cluster if it runs and removes its directory; never throws. */
-  destroy(): void {
-    if (this.#running) {
-      try {
-        this.stop('immediate');
-      } catch {
-        // already gone
-      }
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-interface Answer {
-  route: string;
-  status: number;
-  ms: number;
-  retryAfter: string | null;
-  body: string;
-}
-
-async function call(base: string, route: string, body?: unknown): Promise<Answer> {
-  const [method, path] = route.split(' ') as [string, string];
-  const started = performance.now();
-  try {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      // Well beyond the 2 s promised: a hang shows up as a slow answer, not as a stuck test.
-      signal: AbortSignal.timeout(15_000),
-    });
-    const text = await response.text();
-    return {
-      route,
-      status: response.status,
-      ms: Math.round(performance.now() - started),
-      retryAfter: response.headers.get('retry-after'),
-      body: text,
-    };
-  } catch (error) {
-    return {
-      route,
-      status: 0,
-      ms: Math.round(performance.now() - started),
-      retryAfter: null,
-      body: String((error as Error).cause ?? error),
-    };
-  }
-}
-
 describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a restart', {
-  skip: skipReason(),
+  skip: ownPostgresSkipReason(),
 }, () => {
   const postgres = new OwnPostgres();
   const dataDir = join(postgres.dir, 'service');

@@ -129,3 +129,41 @@ export function waitForOutput(server: Server, text: string, timeoutMs = 10_000):
 export function alive(server: Server): boolean {
   return server.process.exitCode === null && server.process.signalCode === null;
 }
+
+/** An answer to `call`: status 0 when no answer came (refused, reset, or the client's timeout). */
+export interface Answer {
+  route: string;
+  status: number;
+  ms: number;
+  retryAfter: string | null;
+  body: string;
+}
+
+/**
+ * `route` ("METHOD /path") on the server at `base`, with a JSON body when given; never throws. The
+ * client gives up after `timeoutMs`, well beyond any promise, so a hang shows up as a slow answer and
+ * not as a stuck test.
+ */
+export async function call(base: string, route: string, body?: unknown, timeoutMs = 15_000): Promise<Answer> {
+  const [method, path] = route.split(' ') as [string, string];
+  const started = performance.now();
+  const answer = (status: number, retryAfter: string | null, text: string): Answer => ({
+    route,
+    status,
+    ms: Math.round(performance.now() - started),
+    retryAfter,
+    body: text,
+  });
+  try {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    return answer(response.status, response.headers.get('retry-after'), text);
+  } catch (error) {
+    return answer(0, null, String((error as Error).cause ?? error));
+  }
+}
