@@ -34,6 +34,9 @@ export function openDatabase(url: string): OpenedDatabase {
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), engine: 'postgres', pool };
 }
 
+/** How long a write waits for another process to release SQLite's write lock before it fails (503). */
+const SQLITE_BUSY_TIMEOUT_MS = 50;
+
 function openSqlite(path: string): Kysely<Database> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const connection = new SQLite(path);
@@ -42,7 +45,9 @@ function openSqlite(path: string): Kysely<Database> {
   connection.pragma('journal_mode = WAL');
   connection.pragma('synchronous = NORMAL');
   connection.pragma('foreign_keys = ON');
-  connection.pragma('busy_timeout = 5000');
+  // SQLite waits for another process's write lock synchronously, holding the event loop: a long wait
+  // froze every request (5 s for each write, reads queued behind). Wait briefly, then answer 503.
+  connection.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   connection.pragma('cache_size = -65536');
   return new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(connection) }),
