@@ -24,6 +24,25 @@ export function percentile(
 }
 
 /**
+ * The percentile of the halved values. Both engines interpolate as a + (b - a) * t, and b - a
+ * overflows between values of opposite signs beyond half the double range (-1.5e308 and 1.5e308)
+ * where the percentile itself does not: twice this one is then the answer, as exact (halving such
+ * values is exact). It sorts again, so it is asked only for a percentile that came back non-finite.
+ */
+export function halvedPercentile(
+  engine: Engine,
+  value: Expression<number>,
+  fraction: number,
+): RawBuilder<number | null> {
+  return percentile(engine, sql<number>`(${value} * 0.5)`, fraction);
+}
+
+/** A percentile the database answered over at least one reading is finite unless its interpolation overflowed. */
+export function percentileOverflowed(readings: number, answered: unknown): boolean {
+  return readings > 0 && !Number.isFinite(Number(answered ?? Number.NaN));
+}
+
+/**
  * x², as IEEE arithmetic (and SQLite) computes it: PostgreSQL raises instead of rounding a square
  * below the smallest double to 0, or one beyond the largest to Infinity, so it is told both limits.
  */

@@ -1,5 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, ieeeSum, percentile } from '../db/dialect.js';
+import { type Engine, halvedPercentile, ieeeSum, percentile, percentileOverflowed } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import type { Attribute } from './schemas.js';
 import { type ReadingSelection, selectedReadings } from './selection.js';
@@ -54,14 +54,49 @@ export async function readingSeries(
   const from = Math.max(first, selection.start ?? first);
   const to = Math.min(last, selection.end === undefined ? last : selection.end + 1);
   if (from >= to) return [];
-  const wholeMinutes = !selection.withMedian && boundaries.every((boundary) => boundary % MINUTE === 0);
-  const parts = wholeMinutes ? splitAtMinutes(from, to) : [{ source: 'readings' as const, from, to }];
+  const everyReading: Part = { source: 'readings', from, to };
+  if (selection.withMedian) {
+    const rows = await bucketAggregates(db, engine, selection, boundaries, everyReading);
+    await recomputeOverflowedMedians(db, engine, selection, boundaries, everyReading, rows);
+    return rows;
+  }
+  const parts = boundaries.every((boundary) => boundary % MINUTE === 0)
+    ? splitAtMinutes(from, to)
+    : [everyReading];
   const rows: BucketRow[] = [];
   for (const part of parts) rows.push(...(await bucketAggregates(db, engine, selection, boundaries, part)));
   return parts.length === 1 ? rows : mergeBuckets(rows);
 }
 
-type SeriesSelection = ReadingSelection & { attrs: Attribute[]; withMedian: boolean };
+type SeriesSelection = ReadingSelection & {
+  attrs: Attribute[];
+  withMedian: boolean;
+  /** Medians of the halved values (see halvedPercentile), for the buckets where a median overflowed. */
+  halvedMedians?: boolean;
+};
+
+/** A median between -1.5e308 and 1.5e308 overflows in the database: computed again from the halved values. */
+async function recomputeOverflowedMedians(
+  db: Kysely<Database>,
+  engine: Engine,
+  selection: SeriesSelection,
+  boundaries: EpochMs[],
+  part: Part,
+  rows: BucketRow[],
+): Promise<void> {
+  const overflowed = (row: BucketRow) =>
+    selection.attrs.filter((attr) => percentileOverflowed(row.count, row.byAttr[attr]?.median));
+  const affected = rows.filter((row) => overflowed(row).length > 0);
+  if (affected.length === 0) return;
+  const halves = await bucketAggregates(db, engine, { ...selection, halvedMedians: true }, boundaries, part);
+  for (const row of affected) {
+    const half = halves.find((h) => h.bucket === row.bucket);
+    for (const attr of overflowed(row)) {
+      const values = row.byAttr[attr];
+      if (values) values.median = 2 * Number(half?.byAttr[attr]?.median);
+    }
+  }
+}
 
 /** [from, to) as its whole minutes (rollups) and the ragged pieces before and after (readings). */
 function splitAtMinutes(from: EpochMs, to: EpochMs): Part[] {
@@ -104,7 +139,9 @@ async function bucketAggregates(
             sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`
           : sql`${ieeeSum(engine, sum)} as ${sql.ref(`${attr}_sum`)}`,
         ...(selection.withMedian
-          ? [sql`${percentile(engine, sql.ref<number>(`r.${attr}`), 0.5)} as ${sql.ref(`${attr}_median`)}`]
+          ? [
+              sql`${(selection.halvedMedians ? halvedPercentile : percentile)(engine, sql.ref<number>(`r.${attr}`), 0.5)} as ${sql.ref(`${attr}_median`)}`,
+            ]
           : []),
       ];
     }),

@@ -1,5 +1,12 @@
 import { type Expression, type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, isNumericOverflow, percentile, square } from '../db/dialect.js';
+import {
+  type Engine,
+  halvedPercentile,
+  isNumericOverflow,
+  percentile,
+  percentileOverflowed,
+  square,
+} from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import type { Attribute, Statistics } from './schemas.js';
 import { type ReadingSelection, selectedReadings } from './selection.js';
@@ -39,6 +46,7 @@ export async function readingStatistics(
     if (!isNumericOverflow(error)) throw error;
     rows = await aggregateSumsOneByOne(db, engine, request);
   }
+  await recomputeOverflowedPercentiles(db, engine, request, rows);
   const groups = rows.map((row) => toGroup(row, request));
   // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
   return request.groupByDevice || groups.length > 0 ? groups : [toGroup({}, request)];
@@ -74,11 +82,36 @@ async function aggregateSumsOneByOne(db: Kysely<Database>, engine: Engine, reque
   return rows;
 }
 
+/**
+ * A percentile between values of opposite signs beyond half the double range (a median of -1.5e308
+ * and 1.5e308) overflows in the database's interpolation: such percentiles, and only those, are
+ * computed again from the halved values (see halvedPercentile) and doubled.
+ */
+async function recomputeOverflowedPercentiles(
+  db: Kysely<Database>,
+  engine: Engine,
+  request: StatisticsRequest,
+  rows: Row[],
+): Promise<void> {
+  const columns = request.attrs.flatMap((attr) =>
+    [`${attr}_median`, ...request.percentiles.map((_, i) => `${attr}_p${i}`)].map((name) => ({ attr, name })),
+  );
+  const overflowed = (row: Row) =>
+    columns.filter(({ attr, name }) => percentileOverflowed(Number(row[`${attr}_count`] ?? 0), row[name]));
+  if (!rows.some((row) => overflowed(row).length > 0)) return;
+  const halves = await aggregate(db, engine, request, {}, true);
+  for (const row of rows) {
+    const half = request.groupByDevice ? halves.find((h) => h.device_id === row.device_id) : halves[0];
+    for (const { name } of overflowed(row)) row[name] = 2 * Number(half?.[name]);
+  }
+}
+
 async function aggregate(
   db: Kysely<Database>,
   engine: Engine,
   request: StatisticsRequest,
   sumsOf: Partial<Record<Attribute, Sums>>,
+  halvedPercentiles = false,
 ): Promise<Row[]> {
   const { attrs, percentiles, groupByDevice } = request;
   // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
@@ -89,9 +122,10 @@ async function aggregate(
     columns[`${attr}_count`] = sql`count(${value})`;
     columns[`${attr}_min`] = sql`min(${value})`;
     columns[`${attr}_max`] = sql`max(${value})`;
-    columns[`${attr}_median`] = percentile(engine, value, 0.5);
+    const percentileOf = halvedPercentiles ? halvedPercentile : percentile;
+    columns[`${attr}_median`] = percentileOf(engine, value, 0.5);
     percentiles.forEach((p, i) => {
-      columns[`${attr}_p${i}`] = percentile(engine, value, p / 100);
+      columns[`${attr}_p${i}`] = percentileOf(engine, value, p / 100);
     });
     const sums = sumsOf[attr];
     if (sums) columns[`${attr}_sum`] = sql`sum(${value})`;

@@ -699,16 +699,25 @@ onEachEngine('analytics: a sum beyond the double range', (h: Harness) => {
     assert.equal(((grouped[0] as Answer).x as Answer).sum, null);
   });
 
-  // Known limitation: both engines' percentile_cont interpolate as a + (b - a) * t, and b - a
-  // overflows here, so the median comes back null instead of 0. Kept as a todo until the
-  // interpolation is done by the service itself.
-  it('answers the median 0 of -1.5e308 and 1.5e308, whose sum is 0 but whose range overflows', {
-    todo: 'percentile_cont overflows on b - a beyond the double range',
-  }, async () => {
+  // Both engines interpolate as a + (b - a) * t, and b - a overflows here: the service computes such
+  // percentiles again from the halved values, so the answer is exact and never null.
+  it('answers the median 0 of -1.5e308 and 1.5e308, whose sum is 0 but whose range overflows', async () => {
     const body = (await getJson(
       h,
       `/analyze_statistics/?device_id=${device}&attr=z&percentiles=25,50`,
     )) as Answer;
     assertMatchesReference(body, [-1.5e308, 1.5e308], 'z = ±1.5e308', [25, 50]);
+    assert.equal(body.median, 0);
+    assert.deepEqual(body.percentiles, { '25': -0.75e308, '50': 0 });
+    // Grouped, and beside other values and devices whose percentiles need no second look.
+    const grouped = (await getJson(
+      h,
+      '/analyze_statistics/?group_by=device&attr=all&percentiles=25',
+    )) as Answer[];
+    const entry = grouped.find((e) => e.device_id === device) as Record<Axis, Answer>;
+    assert.deepEqual([entry.z.median, entry.z.percentiles], [0, { '25': -0.75e308 }]);
+    assert.equal(entry.x.median, 1.5e308);
+    const other = grouped.find((e) => e.device_id === ordinary) as Record<Axis, Answer>;
+    assertMatchesReference(other.x, usual.x, 'ordinary x beside the overflow', [25]);
   });
 });
