@@ -104,13 +104,17 @@ export function bucketBoundaries(
   }
 }
 
-/** ISO 8601 with the zone's offset at that instant: `2026-03-29T00:00:00+01:00`. */
+/**
+ * ISO 8601 with the zone's offset at that instant: `2026-03-29T00:00:00+01:00`. RFC 3339 offsets are
+ * whole minutes: an offset with seconds (local mean time, before 1900: Brussels +00:17:30) is rounded,
+ * and the wall clock moved with it, so that the string still names the exact instant.
+ */
 export function formatInZone(zone: string, at: EpochMs): string {
-  const offset = zoneOffsetMs(zone, at);
+  const offset = Math.round(zoneOffsetMs(zone, at) / 60_000) * 60_000;
   const wall = new Date(at + offset).toISOString().slice(0, 19);
   const sign = offset < 0 ? '-' : '+';
   const minutes = Math.abs(offset) / 60_000;
   const hh = String(Math.floor(minutes / 60)).padStart(2, '0');
-  const mm = String(Math.round(minutes % 60)).padStart(2, '0');
+  const mm = String(minutes % 60).padStart(2, '0');
   return `${wall}${sign}${hh}:${mm}`;
 }
