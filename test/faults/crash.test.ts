@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
 import { ENGINES, engineSkipReason, type FreshDatabase, freshDatabase } from '../helpers/harness.js';
+import { assertRollupsMatchReadingsAt } from '../helpers/rollups.js';
 import { alive, type Server, startServer, stopServer, waitForOutput } from '../helpers/server.js';
 
 // Issue 5, item 6: a reading that got a 2xx is stored exactly once, whether the server is killed
@@ -244,6 +245,8 @@ for (const engine of ENGINES) {
       );
       const stats = await (await fetch(`${server.url}/analyze_statistics/?device_id=${id}`)).json();
       assert.equal(stats.count, rows.length, 'statistics count the stored readings');
+      // Each insert and its rollups were one transaction: the kill left no half of one.
+      await assertRollupsMatchReadingsAt(database.url, 'after SIGKILL');
     });
 
     it('SIGTERM under load: requests in flight finish, the exit code is 0, nothing acknowledged is lost', async (t) => {
@@ -292,6 +295,7 @@ for (const engine of ENGINES) {
 
       // The server is gone (exited, or killed after the budget): read what it left in the database.
       const result = assertLedgerStored(await readingsInDatabase(database.url, id), ledger);
+      await assertRollupsMatchReadingsAt(database.url, 'after SIGTERM');
       t.diagnostic(
         `${engine}: ${result.stored} stored, ${result.unacknowledgedButStored} of them unacknowledged`,
       );

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
 import { OwnPostgres, ownPostgresSkipReason } from '../helpers/own-postgres.js';
-import { assertRollupsMatchReadings } from '../helpers/rollups.js';
+import { assertRollupsMatchReadingsAt } from '../helpers/rollups.js';
 import { type Answer, alive, call, exited, type Server, startServer, stopServer } from '../helpers/server.js';
 
 const RECOVERY_WITHIN_MS = 10_000;
@@ -150,10 +150,10 @@ describe('a hung PostgreSQL (SIGSTOP): 503 within the promised time, recovery af
         'acknowledged readings missing',
       );
       t.diagnostic(`${stored.length} stored, ${acknowledged.size} acknowledged, ${sent.size} sent`);
-      await assertRollupsMatchReadings(db);
     } finally {
       await db.destroy();
     }
+    await assertRollupsMatchReadingsAt(postgres.url, 'after the freeze');
   });
 });
 
@@ -258,9 +258,9 @@ describe('a SQLite file locked by another process: writes 503 promptly, reads go
         rows.map((row) => row.x).sort((a, b) => a - b),
         [...acknowledged].sort((a, b) => a - b),
       );
-      await assertRollupsMatchReadings(db);
     } finally {
       await db.destroy();
     }
+    await assertRollupsMatchReadingsAt(`sqlite:${file}`, 'after the lock');
   });
 });

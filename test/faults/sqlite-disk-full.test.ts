@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import SQLite from 'better-sqlite3';
+import { assertRollupsMatchReadingsAt } from '../helpers/rollups.js';
 import { alive, type Server, startServer, stopServer } from '../helpers/server.js';
 
 // Issue 5, item 8: on SQLite, a full disk is a clear 503 (never a 500), the server stays up and keeps
@@ -148,6 +149,8 @@ describe('SQLite on a full disk: 503, reads still work, writes again once there 
     const code = await stopServer(server, 'SIGTERM');
     assert.equal(code, 0, `exit code after SIGTERM:\n${server.output().slice(-3000)}`);
 
+    // Writes that failed for want of room left no reading without its rollup, nor a rollup without it.
+    await assertRollupsMatchReadingsAt(`sqlite:${databaseFile}`, 'after the disk was full');
     const database = new SQLite(databaseFile);
     try {
       assert.deepEqual(database.pragma('integrity_check'), [{ integrity_check: 'ok' }]);

@@ -7,8 +7,8 @@
  * Properties, checked after every single request:
  * - no answer is a 5xx, and every request is answered within REQUEST_LIMIT_MS;
  * - an answer with a body is what its Content-Type says: JSON, or the export's CSV/NDJSON, or /docs' HTML;
- * - stored data never changes (users, devices, readings and revoked tokens: counts and a digest of every
- *   row). Every input that could store or change something is invalid by construction (the normal user
+ * - stored data never changes (users, devices, readings, their per-minute rollups and revoked tokens:
+ *   counts and a digest of every row), and the rollups stay what the readings imply (after each property). Every input that could store or change something is invalid by construction (the normal user
  *   owns no device, is no superuser, and each body that could be accepted carries at least one field
  *   that must be refused), so those routes must refuse it (no 2xx).
  *
@@ -689,6 +689,12 @@ async function snapshot(h: Harness): Promise<string> {
     users: await h.db.selectFrom('users').selectAll().orderBy('id').execute(),
     devices: await h.db.selectFrom('devices').selectAll().orderBy('id').execute(),
     data: await h.db.selectFrom('data').selectAll().orderBy('id').execute(),
+    reading_minutes: await h.db
+      .selectFrom('reading_minutes')
+      .selectAll()
+      .orderBy('device_id')
+      .orderBy('minute')
+      .execute(),
     revoked_tokens: await h.db.selectFrom('revoked_tokens').selectAll().orderBy('token_digest').execute(),
   };
   return JSON.stringify(

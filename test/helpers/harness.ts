@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe } from 'node:test';
+import { after, afterEach, before, describe } from 'node:test';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
@@ -12,6 +12,7 @@ import { openDatabase } from '../../src/db/database.js';
 import type { Engine } from '../../src/db/dialect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/tables.js';
+import { assertRollupsMatchReadings } from './rollups.js';
 
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
 
@@ -182,7 +183,8 @@ export function engineSkipReason(engine: Engine): string | false {
 
 /**
  * Declares the same suite once per engine, each on its own fresh database: SQLite always,
- * PostgreSQL when TEST_DATABASE_URL is set (the runner reports the skip otherwise).
+ * PostgreSQL when TEST_DATABASE_URL is set (the runner reports the skip otherwise). After each test,
+ * the per-minute rollups must still be what the stored readings imply, whatever the test wrote.
  */
 export function onEachEngine(
   title: string,
@@ -194,6 +196,7 @@ export function onEachEngine(
       const harness = new Harness(engine);
       before(() => harness.start(overrides));
       after(() => harness.stop());
+      afterEach(() => assertRollupsMatchReadings(harness.db, 'after the test'));
       suite(harness);
     });
   }

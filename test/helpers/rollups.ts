@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { afterEach } from 'node:test';
 import type { Kysely } from 'kysely';
+import { openDatabase } from '../../src/db/database.js';
 import type { Database } from '../../src/db/tables.js';
 
 /**
@@ -127,7 +127,12 @@ export async function assertRollupsMatchReadings(db: Kysely<Database>, context =
   );
 }
 
-/** Checks the invariant after each test of the suite being declared (call it inside `onEachEngine`). */
-export function checkRollupsAfterEach(harness: { db: Kysely<Database> }): void {
-  afterEach(() => assertRollupsMatchReadings(harness.db, 'after the test'));
+/** The same, for the database at `url` (a service's, opened on its own connection). */
+export async function assertRollupsMatchReadingsAt(url: string, context = ''): Promise<void> {
+  const { db } = openDatabase(url);
+  try {
+    await assertRollupsMatchReadings(db, context);
+  } finally {
+    await db.destroy();
+  }
 }

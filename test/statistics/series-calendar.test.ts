@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { prng } from '../../bench/readings.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
-import { checkRollupsAfterEach } from '../helpers/rollups.js';
 import {
   type AnsweredBucket,
   type Attr,
@@ -31,7 +30,6 @@ const at = (iso: string) => {
 const boundariesOf = (starts: string[], end: string) => [...starts.map(at), at(end)];
 
 onEachEngine('time series against a reference computed here', (h: Harness) => {
-  checkRollupsAfterEach(h);
   const points: Point[] = [];
   const random = prng(16);
   /** Quarter steps from -10 to 10: ties, and medians that are exact in any engine. */
