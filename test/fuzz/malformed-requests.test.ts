@@ -8,9 +8,10 @@
  * - no answer is a 5xx, and every request is answered within REQUEST_LIMIT_MS;
  * - an answer with a body is what its Content-Type says: JSON, or the export's CSV/NDJSON, or /docs' HTML;
  * - stored data never changes (users, devices, readings, their per-minute rollups and revoked tokens:
- *   counts and a digest of every row), and the rollups stay what the readings imply (after each property). Every input that could store or change something is invalid by construction (the normal user
- *   owns no device, is no superuser, and each body that could be accepted carries at least one field
- *   that must be refused), so those routes must refuse it (no 2xx).
+ *   counts and a digest of every row), and the rollups stay what the readings imply (checked after each
+ *   property). Every input that could store or change something is invalid by construction (the normal
+ *   user owns no device, is no superuser, and each body that could be accepted carries at least one
+ *   field that must be refused), so those routes must refuse it (no 2xx).
  *
  * Seeded for reproducibility: FUZZ_SEED=<n> replays a run, FUZZ_RUNS=<n> overrides every property's
  * number of runs; a failure prints the seed, the shrunk request and the answer.
