@@ -87,10 +87,18 @@ export function ieeeSum(engine: Engine, value: Expression<number>): RawBuilder<n
   >`case when count(${value}) = 0 then null else ${ieeeAdd(engine, ordinary, large)} end`;
 }
 
-/** a + b with IEEE overflow to ±Infinity (PostgreSQL raises when two finite doubles overflow). */
+/**
+ * a + b with IEEE overflow to ±Infinity (PostgreSQL raises when two finite doubles overflow). Same
+ * signs overflow exactly when the larger magnitude x is past half the range and the smaller one
+ * reaches the rest, (MAX - x), plus half a unit in the last place of MAX (2^970); both are exact
+ * there, so the test agrees with IEEE rounding: 0.1 + MAX is MAX, not Infinity.
+ */
 export function ieeeAdd(engine: Engine, a: Expression<number>, b: Expression<number>): RawBuilder<number> {
   if (engine === 'sqlite') return sql<number>`(${a} + ${b})`;
-  return sql<number>`case when sign(${a}) = sign(${b}) and abs(${a}) > ${sql.lit(Number.MAX_VALUE)}::float8 - abs(${b})
+  const larger = sql`greatest(abs(${a}), abs(${b}))`;
+  const smaller = sql`least(abs(${a}), abs(${b}))`;
+  return sql<number>`case when sign(${a}) = sign(${b}) and ${larger} > ${sql.lit(Number.MAX_VALUE / 2)}::float8
+      and ${smaller} >= ${sql.lit(Number.MAX_VALUE)}::float8 - ${larger} + ${sql.lit(2 ** 970)}::float8
     then sign(${a}) * 'Infinity'::float8 else ${a} + ${b} end`;
 }
 

@@ -97,6 +97,34 @@ onEachEngine('per-minute rollups', (h: Harness) => {
     assert.deepEqual([bucket.count, bucket.y.mean], [7, 17 / 7]);
   });
 
+  it('add up to the largest double without calling it an overflow, as IEEE arithmetic rounds it', async () => {
+    const device = await h.createDevice();
+    const at = (second: number) => new Date(Date.UTC(2026, 0, 6, 8, 0, second)).toISOString();
+    const reading = (x: number, second: number) => ({
+      device_id: device,
+      x,
+      y: -x,
+      z: 0,
+      timestamp: at(second),
+    });
+    // Merged into the minute's stored sum one at a time: 0.1 + MAX rounds to MAX.
+    for (const [x, second] of [
+      [0.1, 1],
+      [Number.MAX_VALUE, 2],
+    ] as const) {
+      assert.equal((await h.post('/data/', reading(x, second))).statusCode, 200);
+    }
+    const [bucket] = (
+      await h.get(
+        `/analyze_statistics/series?device_id=${device}&bucket=1m&attr=x,y&start_date=${at(0)}&end_date=${at(59)}`,
+      )
+    ).json();
+    assert.deepEqual(
+      [bucket.count, bucket.x.mean, bucket.y.mean],
+      [2, Number.MAX_VALUE / 2, -Number.MAX_VALUE / 2],
+    );
+  });
+
   it('go with their device when it is deleted', async () => {
     const owner = await h.signUp();
     const device = await h.createDevice(owner.token);
