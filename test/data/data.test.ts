@@ -32,8 +32,6 @@ interface BadInput {
   msg?: string;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 const byTimeThenId = (a: ReadingJson, b: ReadingJson) =>
   Date.parse(a.created_at) - Date.parse(b.created_at) || a.id - b.id;
 
@@ -43,8 +41,14 @@ onEachEngine('data', (h: Harness) => {
   let deviceA: number;
   let deviceB: number;
 
-  async function postReading(device: number, x: number, y: number, z: number): Promise<ReadingJson> {
-    const response = await h.post('/data/', { device_id: device, x, y, z });
+  async function postReading(
+    device: number,
+    x: number,
+    y: number,
+    z: number,
+    timestamp?: string,
+  ): Promise<ReadingJson> {
+    const response = await h.post('/data/', { device_id: device, x, y, z, timestamp });
     assert.equal(response.statusCode, 200, response.body);
     const reading: ReadingJson = response.json();
     posted.push(reading);
@@ -385,14 +389,15 @@ onEachEngine('data', (h: Harness) => {
   let boundaryEnd: ReadingJson;
 
   it('lists readings filtered by device_id, start_date and end_date (inclusive)', async () => {
-    // Three bursts with clear gaps between them; the middle burst's first and last readings are the bounds.
-    await sleep(20);
-    for (let i = 0; i < 3; i++) await postReading(i % 2 ? deviceA : deviceB, i, i * 2, i * 3);
-    await sleep(20);
+    // Three bursts a second apart, by the device's clock (an hour ago, before every other reading here);
+    // the middle burst's first and last readings are the bounds.
+    const base = Date.now() - 3_600_000;
+    const burst = (second: number, i: number) => new Date(base + second * 1000 + i).toISOString();
+    for (let i = 0; i < 3; i++) await postReading(i % 2 ? deviceA : deviceB, i, i * 2, i * 3, burst(0, i));
     const middle: ReadingJson[] = [];
-    for (let i = 0; i < 5; i++) middle.push(await postReading(i % 2 ? deviceB : deviceA, 10 + i, 0, 0));
-    await sleep(20);
-    for (let i = 0; i < 3; i++) await postReading(i % 2 ? deviceA : deviceB, 20 + i, 0, 0);
+    for (let i = 0; i < 5; i++)
+      middle.push(await postReading(i % 2 ? deviceB : deviceA, 10 + i, 0, 0, burst(1, i)));
+    for (let i = 0; i < 3; i++) await postReading(i % 2 ? deviceA : deviceB, 20 + i, 0, 0, burst(2, i));
     boundaryStart = middle[0] as ReadingJson;
     boundaryEnd = middle.at(-1) as ReadingJson;
     const start = boundaryStart.created_at;
