@@ -67,14 +67,13 @@ onEachEngine('statistics', (h: Harness) => {
       [deviceOther, 99, 3, 3],
       [deviceA, 2, 6, 4],
     ];
+    // By the device's clock, a second apart from ten minutes ago, with a clear boundary (`middle`)
+    // between the first four readings and the rest.
+    const base = Date.now() - 600_000;
+    middle = new Date(base + 4500).toISOString();
     for (const [index, [device, x, y, z]] of plan.entries()) {
-      if (index === 4) {
-        // A clear boundary in time between the first four readings and the rest.
-        await new Promise((resolve) => setTimeout(resolve, 30));
-        middle = new Date().toISOString();
-        await new Promise((resolve) => setTimeout(resolve, 30));
-      }
-      const response = await h.post('/data/', { device_id: device, x, y, z });
+      const timestamp = new Date(base + index * 1000 + (index >= 4 ? 1000 : 0)).toISOString();
+      const response = await h.post('/data/', { device_id: device, x, y, z, timestamp });
       assert.equal(response.statusCode, 200, response.body);
       posted.push({ device, x, y, z, at: Date.parse(response.json().created_at) });
     }
