@@ -5,7 +5,7 @@ const MAX_KEYS = 100_000;
 
 /**
  * Counts attempts per key (an account, a client address) in fixed windows, in memory. One process
- * serves the database, so one process's count is the whole count.
+ * serves the database, so one process's count is the whole count. `now` is the clock (Date.now).
  */
 export class RateLimiter {
   readonly #windows = new Map<string, { count: number; resetsAt: number }>();
@@ -14,17 +14,19 @@ export class RateLimiter {
     readonly name: string,
     private readonly limit: number,
     private readonly windowMs: number,
+    private readonly now: () => number,
   ) {}
 
   /** Counts an attempt; throws a 429 naming this limit when the key has used up its window. */
-  hit(key: string, now = Date.now()): void {
-    this.check(key, now);
-    this.record(key, now);
+  hit(key: string): void {
+    this.check(key);
+    this.record(key);
   }
 
   /** Throws the 429 if the key has used up its window, without counting (for limits on failures). */
-  check(key: string, now = Date.now()): void {
+  check(key: string): void {
     if (this.limit === 0) return;
+    const now = this.now();
     const window = this.#current(key, now);
     if (window.count < this.limit) return;
     const retryAfter = Math.max(1, Math.ceil((window.resetsAt - now) / 1000));
@@ -35,8 +37,8 @@ export class RateLimiter {
     );
   }
 
-  record(key: string, now = Date.now()): void {
-    if (this.limit > 0) this.#current(key, now).count++;
+  record(key: string): void {
+    if (this.limit > 0) this.#current(key, this.now()).count++;
   }
 
   reset(key: string): void {

@@ -27,17 +27,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
   const windowMs = rateLimits.windowSeconds * 1000;
   // Every attempt counts against the address; only failures against the account, so nobody can
   // lock a user out who then types the right password.
-  const loginsPerAddress = new RateLimiter('login per client address', rateLimits.loginPerAddress, windowMs);
-  const failedLoginsPerAccount = new RateLimiter(
-    'failed login per account',
-    rateLimits.loginPerAccount,
-    windowMs,
-  );
-  const registrationsPerAddress = new RateLimiter(
-    'registration per client address',
-    rateLimits.registerPerAddress,
-    windowMs,
-  );
+  const limiter = (name: string, limit: number) => new RateLimiter(name, limit, windowMs, Date.now);
+  const loginsPerAddress = limiter('login per client address', rateLimits.loginPerAddress);
+  const failedLoginsPerAccount = limiter('failed login per account', rateLimits.loginPerAccount);
+  const registrationsPerAddress = limiter('registration per client address', rateLimits.registerPerAddress);
 
   app.post(
     '/auth/register',
