@@ -13,8 +13,9 @@
  *   user owns no device, is no superuser, and each body that could be accepted carries at least one
  *   field that must be refused), so those routes must refuse it (no 2xx).
  *
- * Seeded for reproducibility: FUZZ_SEED=<n> replays a run, FUZZ_RUNS=<n> overrides every property's
- * number of runs; a failure prints the seed, the shrunk request and the answer.
+ * Each run draws a new seed and prints it: FUZZ_SEED=<n> replays a run, FUZZ_RUNS=<n> overrides every
+ * property's number of runs; a failure prints the seed, the shrunk request and the answer. A property
+ * stopped by its time limit before half its runs fails.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -23,10 +24,11 @@ import { before, it, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { SignJWT } from 'jose';
+import { FUZZ_RUNS, FUZZ_SEED, tooFewRuns } from '../helpers/fuzz.js';
 import { type Harness, onEachEngine, TEST_SECRET } from '../helpers/harness.js';
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20_261_127);
-const RUNS = process.env.FUZZ_RUNS === undefined ? undefined : Number(process.env.FUZZ_RUNS);
+const SEED = FUZZ_SEED;
+const RUNS = FUZZ_RUNS;
 /** One request may take this long at most (a hang, or a CPU-bound answer blocking the event loop). */
 const REQUEST_LIMIT_MS = Number(process.env.FUZZ_REQUEST_LIMIT_MS ?? 3000);
 /** Each property stops generating (and shrinking) after this long, so a failing run stays bounded. */
@@ -1500,6 +1502,8 @@ async function runProperty(
       `${name} failed; replay with FUZZ_SEED=${SEED}\n${report}\n\nFirst failure, before shrinking:\n${tally.firstFailure}`,
     );
   }
+  const short = tooFewRuns(details, RUNS ?? numRuns);
+  assert.equal(short, undefined, `${name}: ${short}`);
   assert.equal(await snapshot(h), expected, 'stored data changed');
 }
 
@@ -1696,6 +1700,8 @@ onEachEngine('malformed requests at every route (fast-check)', (h: Harness) => {
         `raw bytes failed; replay with FUZZ_SEED=${SEED}\n${await fc.asyncDefaultReportMessage(details)}`,
       );
     }
+    const short = tooFewRuns(details, RUNS ?? 200);
+    assert.equal(short, undefined, `raw: ${short}`);
   });
 
   // The smallest requests that reproduce what the properties above found.

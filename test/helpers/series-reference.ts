@@ -36,8 +36,9 @@ export function medianOf(values: number[]): number {
   if (sorted.length % 2 === 1) return sorted[middle] as number;
   const a = sorted[middle - 1] as number;
   const b = sorted[middle] as number;
-  // Halves first: the mean of -1.5e308 and 1.5e308 is 0, not Infinity.
-  return a / 2 + b / 2;
+  // As the engines interpolate, a + (b - a) / 2, unless b - a overflows (-1.5e308 and 1.5e308): then
+  // halves first (exact at those magnitudes, where halving a subnormal would not be).
+  return Number.isFinite(b - a) ? a + (b - a) / 2 : a / 2 + b / 2;
 }
 
 /**
