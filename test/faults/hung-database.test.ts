@@ -6,9 +6,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
-import { OwnPostgres, ownPostgresSkipReason } from '../helpers/own-postgres.js';
+import { ownPostgresSkipReason, serverOnOwnPostgres } from '../helpers/own-postgres.js';
 import { assertRollupsMatchReadingsAt } from '../helpers/rollups.js';
-import { type Answer, alive, call, exited, type Server, startServer, stopServer } from '../helpers/server.js';
+import {
+  alive,
+  call,
+  exited,
+  notPrompt503,
+  type Server,
+  startServer,
+  stopServer,
+} from '../helpers/server.js';
 
 const RECOVERY_WITHIN_MS = 10_000;
 /** /health gives the database this long to answer (src/health/routes.ts). */
@@ -23,47 +31,13 @@ const SLACK_MS = 1500;
  */
 const READ_WITHIN_MS = 1000;
 
-/** The answers that are not a 503 with Retry-After and a JSON detail within `withinMs`, described. */
-function notPrompt503(answers: Answer[], withinMs: number): string[] {
-  return answers
-    .filter((a) => {
-      let detail: unknown;
-      try {
-        detail = JSON.parse(a.body).detail;
-      } catch {
-        detail = undefined;
-      }
-      return (
-        a.status !== 503 || a.ms > withinMs || !/^\d+$/.test(a.retryAfter ?? '') || typeof detail !== 'string'
-      );
-    })
-    .map(
-      (a) => `${a.route}: ${a.status} in ${a.ms} ms, Retry-After ${a.retryAfter}, ${a.body.slice(0, 200)}`,
-    );
-}
-
 describe('a hung PostgreSQL (SIGSTOP): 503 within the promised time, recovery after SIGCONT', {
   skip: ownPostgresSkipReason(),
 }, () => {
-  const postgres = new OwnPostgres();
-  const dataDir = join(postgres.dir, 'service');
-  let server: Server | undefined;
-  const onExit = () => postgres.destroy();
-
-  before(async () => {
-    process.once('exit', onExit);
-    await postgres.init();
-    postgres.start();
-    server = await startServer(postgres.url, dataDir);
-  });
-  after(async () => {
-    if (server !== undefined) await stopServer(server, 'SIGKILL');
-    postgres.destroy();
-    process.off('exit', onExit);
-  });
+  const { postgres, server } = serverOnOwnPostgres();
 
   it('answers 503 while every PostgreSQL process is stopped, and recovers once they continue', async (t) => {
-    const base = (server as Server).url;
+    const base = server().url;
     const created = await call(base, 'POST /device/', { name: 'hung' });
     assert.equal(created.status, 200, created.body);
     const deviceId: number = JSON.parse(created.body).id;
@@ -113,7 +87,7 @@ describe('a hung PostgreSQL (SIGSTOP): 503 within the promised time, recovery af
       `/health ${health.status} in ${health.ms} ms; requests: ${answers.map((a) => a.ms).join(', ')} ms`,
     );
 
-    assert.ok(alive(server as Server), `the service exited:\n${(server as Server).output().slice(-3000)}`);
+    assert.ok(alive(server()), `the service exited:\n${server().output().slice(-3000)}`);
     assert.equal(health.status, 503, health.body);
     assert.equal(JSON.parse(health.body).status, 'unavailable');
     assert.ok(health.ms <= HEALTH_WITHIN_MS + SLACK_MS, `/health took ${health.ms} ms`);

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OwnPostgres, ownPostgresSkipReason } from '../helpers/own-postgres.js';
-import { type Answer, alive, call, type Server, startServer, stopServer } from '../helpers/server.js';
+import { ownPostgresSkipReason, serverOnOwnPostgres } from '../helpers/own-postgres.js';
+import { type Answer, alive, call, notPrompt503 } from '../helpers/server.js';
 
 // Issue 5, item 7: while PostgreSQL is down, requests answer 503 with Retry-After within 2 s (no
 // hang, no crash) and /health says so; when it is back, the service recovers without a restart.
@@ -15,26 +14,10 @@ const RECOVERY_WITHIN_MS = 10_000;
 describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a restart', {
   skip: ownPostgresSkipReason(),
 }, () => {
-  const postgres = new OwnPostgres();
-  const dataDir = join(postgres.dir, 'service');
-  let server: Server | undefined;
-  // Whatever happens to the test process, the cluster does not outlive it.
-  const onExit = () => postgres.destroy();
-
-  before(async () => {
-    process.once('exit', onExit);
-    await postgres.init();
-    postgres.start();
-    server = await startServer(postgres.url, dataDir);
-  });
-  after(async () => {
-    if (server !== undefined) await stopServer(server, 'SIGKILL');
-    postgres.destroy();
-    process.off('exit', onExit);
-  });
+  const { postgres, server } = serverOnOwnPostgres();
 
   it('answers 503 while the database is down and recovers when it is back', async (t) => {
-    const base = (server as Server).url;
+    const base = server().url;
     const device = await call(base, 'POST /device/', { name: 'outage' });
     assert.equal(device.status, 200, device.body);
     const deviceId: number = JSON.parse(device.body).id;
@@ -70,20 +53,10 @@ describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a 
     );
 
     assert.ok(
-      alive(server as Server),
-      `the service exited while PostgreSQL was down:\n${(server as Server).output().slice(-3000)}`,
+      alive(server()),
+      `the service exited while PostgreSQL was down:\n${server().output().slice(-3000)}`,
     );
-    const wrong = answers
-      .filter(
-        (a) =>
-          a.status !== 503 ||
-          a.ms > ANSWER_WITHIN_MS ||
-          !/^\d+$/.test(a.retryAfter ?? '') ||
-          typeof JSON.parse(a.body).detail !== 'string',
-      )
-      .map(
-        (a) => `${a.route}: ${a.status} in ${a.ms} ms, Retry-After ${a.retryAfter}, ${a.body.slice(0, 200)}`,
-      );
+    const wrong = notPrompt503(answers, ANSWER_WITHIN_MS);
     assert.deepEqual(
       wrong.slice(0, 10),
       [],
@@ -113,7 +86,7 @@ describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a 
     assert.ok(
       recovered,
       `no successful write within ${RECOVERY_WITHIN_MS} ms of PostgreSQL being back:\n` +
-        `${(server as Server).output().slice(-3000)}\n${postgres.logTail()}`,
+        `${server().output().slice(-3000)}\n${postgres.logTail()}`,
     );
     assert.deepEqual(meanwhile, [], 'answers other than 503 while PostgreSQL was coming back');
     const stats = await call(base, `GET /analyze_statistics/?device_id=${deviceId}`);
@@ -128,6 +101,6 @@ describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a 
       { count: acknowledged, min: 42, max: 43 },
     );
     assert.equal((await call(base, 'GET /health')).status, 200);
-    assert.ok(alive(server as Server), 'the same process served throughout');
+    assert.ok(alive(server()), 'the same process served throughout');
   });
 });

@@ -17,6 +17,7 @@ import { rollupMismatches } from '../helpers/rollups.js';
 import {
   type AnsweredBucket,
   type Attr,
+  asReadings,
   assertSeriesMatches,
   type Point,
   referenceSeries,
@@ -149,14 +150,7 @@ onEachEngine('valid batches answer what the reference computes (fast-check)', (h
         const points = readings.map(
           (r): Point => ({ device: devices[r.device] as number, at: W0 + r.at, x: r.x, y: r.y, z: r.z }),
         );
-        const body = points.map((p) => ({
-          device_id: p.device,
-          x: p.x,
-          y: p.y,
-          z: p.z,
-          timestamp: new Date(p.at).toISOString(),
-        }));
-        const response = await h.post('/data/', body);
+        const response = await h.post('/data/', asReadings(points));
         assert.equal(response.statusCode, 200, response.body);
         assert.equal(response.json().stored, points.length);
         stored.push(...points);

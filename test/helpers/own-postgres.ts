@@ -3,6 +3,8 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
+import { type Server, startServer, stopServer } from './server.js';
 
 /**
  * A PostgreSQL cluster of the test's own, in a temporary directory, on 127.0.0.1 and a free port,
@@ -154,4 +156,26 @@ export class OwnPostgres {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Inside a describe: an own cluster with the real server (src/main.ts) on it, started before the
+ * suite's tests and ended after them, or when the test process exits, whatever happens.
+ */
+export function serverOnOwnPostgres(): { postgres: OwnPostgres; server: () => Server } {
+  const postgres = new OwnPostgres();
+  let server: Server | undefined;
+  const onExit = () => postgres.destroy();
+  before(async () => {
+    process.once('exit', onExit);
+    await postgres.init();
+    postgres.start();
+    server = await startServer(postgres.url, join(postgres.dir, 'service'));
+  });
+  after(async () => {
+    if (server !== undefined) await stopServer(server, 'SIGKILL');
+    postgres.destroy();
+    process.off('exit', onExit);
+  });
+  return { postgres, server: () => server as Server };
 }

@@ -16,6 +16,16 @@ export interface Point {
   z: number;
 }
 
+/** The points as POST /data/ takes them, with their time as the device's timestamp. */
+export const asReadings = (points: Point[]) =>
+  points.map((p) => ({
+    device_id: p.device,
+    x: p.x,
+    y: p.y,
+    z: p.z,
+    timestamp: new Date(p.at).toISOString(),
+  }));
+
 export interface BucketReference {
   /** The bucket's first instant (epoch ms). */
   start: number;

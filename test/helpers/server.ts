@@ -167,3 +167,22 @@ export async function call(base: string, route: string, body?: unknown, timeoutM
     return answer(0, null, String((error as Error).cause ?? error));
   }
 }
+
+/** The answers that are not a 503 with Retry-After and a JSON detail within `withinMs`, described. */
+export function notPrompt503(answers: Answer[], withinMs: number): string[] {
+  return answers
+    .filter((a) => {
+      let detail: unknown;
+      try {
+        detail = JSON.parse(a.body).detail;
+      } catch {
+        detail = undefined;
+      }
+      return (
+        a.status !== 503 || a.ms > withinMs || !/^\d+$/.test(a.retryAfter ?? '') || typeof detail !== 'string'
+      );
+    })
+    .map(
+      (a) => `${a.route}: ${a.status} in ${a.ms} ms, Retry-After ${a.retryAfter}, ${a.body.slice(0, 200)}`,
+    );
+}

@@ -5,6 +5,7 @@ import { type Harness, onEachEngine } from '../helpers/harness.js';
 import {
   type AnsweredBucket,
   type Attr,
+  asReadings,
   assertSeriesMatches,
   type Point,
   referenceSeries,
@@ -41,14 +42,7 @@ onEachEngine('time series against a reference computed here', (h: Harness) => {
     for (let t = at(from); t < at(to); t += stepMs)
       batch.push({ device, at: t, x: value(), y: value(), z: value() });
     for (let i = 0; i < batch.length; i += 5000) {
-      const readings = batch.slice(i, i + 5000).map((p) => ({
-        device_id: p.device,
-        x: p.x,
-        y: p.y,
-        z: p.z,
-        timestamp: new Date(p.at).toISOString(),
-      }));
-      const response = await h.post('/data/', readings);
+      const response = await h.post('/data/', asReadings(batch.slice(i, i + 5000)));
       assert.equal(response.statusCode, 200, response.body);
     }
     points.push(...batch);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
+import type { AnsweredBucket } from '../helpers/series-reference.js';
 
 const HOUR = 3_600_000;
 
@@ -24,14 +25,7 @@ onEachEngine('statistics time series', (h: Harness) => {
   const series = async (query: string) => {
     const response = await h.get(`/analyze_statistics/series?device_id=${device}&${query}`);
     assert.equal(response.statusCode, 200, response.body);
-    return response.json() as {
-      start: string;
-      count: number;
-      min: number | null;
-      max: number | null;
-      mean: number | null;
-      median?: number | null;
-    }[];
+    return response.json() as AnsweredBucket[];
   };
 
   it('buckets by the zone calendar: the daylight-saving day has 23 hours', async () => {
