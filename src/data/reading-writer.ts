@@ -79,7 +79,11 @@ export class ReadingWriter {
       const failure = isForeignKeyViolation(error)
         ? notFound(`Device ${group[0]?.row.device_id} not found`)
         : error;
-      for (const pending of group) pending.reject(failure);
+      // The database failed or did not answer: the readings queued meanwhile would each wait for the
+      // same failure, one group after another (a hung database holds a group for the driver's whole
+      // timeout, beyond the request timeout for the groups behind it). They fail with this one.
+      const failed = isForeignKeyViolation(error) ? group : [...group, ...this.#queue.splice(0)];
+      for (const pending of failed) pending.reject(failure);
     }
   }
 }
