@@ -27,17 +27,27 @@ export interface OpenedDatabase {
   pool?: pg.Pool;
 }
 
+/**
+ * How long a SQLite write waits for another process to release the write lock before it fails.
+ * SQLite's wait is synchronous: in the server it holds the event loop, every request with it (5 s for
+ * each write froze the service), so the server waits briefly and answers 503. A command line tool,
+ * which serves nobody meanwhile, waits as long as a busy server may take.
+ */
+export const SQLITE_LOCK_WAIT_MS = { server: 50, tool: 5000 } as const;
+
 /** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and destroys it. */
-export function openDatabase(url: string): OpenedDatabase {
-  if (url.startsWith('sqlite:')) return { db: openSqlite(url.slice('sqlite:'.length)), engine: 'sqlite' };
+export function openDatabase(
+  url: string,
+  sqliteLockWaitMs: number = SQLITE_LOCK_WAIT_MS.tool,
+): OpenedDatabase {
+  if (url.startsWith('sqlite:')) {
+    return { db: openSqlite(url.slice('sqlite:'.length), sqliteLockWaitMs), engine: 'sqlite' };
+  }
   const pool = openPostgresPool(url);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), engine: 'postgres', pool };
 }
 
-/** How long a write waits for another process to release SQLite's write lock before it fails (503). */
-const SQLITE_BUSY_TIMEOUT_MS = 50;
-
-function openSqlite(path: string): Kysely<Database> {
+function openSqlite(path: string, lockWaitMs: number): Kysely<Database> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const connection = new SQLite(path);
   // WAL lets statistics read while readings are written. synchronous=NORMAL in WAL mode keeps every
@@ -45,9 +55,7 @@ function openSqlite(path: string): Kysely<Database> {
   connection.pragma('journal_mode = WAL');
   connection.pragma('synchronous = NORMAL');
   connection.pragma('foreign_keys = ON');
-  // SQLite waits for another process's write lock synchronously, holding the event loop: a long wait
-  // froze every request (5 s for each write, reads queued behind). Wait briefly, then answer 503.
-  connection.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+  connection.pragma(`busy_timeout = ${lockWaitMs}`);
   connection.pragma('cache_size = -65536');
   return new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(connection) }),

@@ -8,7 +8,7 @@ import type { Kysely } from 'kysely';
 import pg from 'pg';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { openDatabase } from '../../src/db/database.js';
+import { openDatabase, SQLITE_LOCK_WAIT_MS } from '../../src/db/database.js';
 import type { Engine } from '../../src/db/dialect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/tables.js';
@@ -80,7 +80,8 @@ export class Harness {
 
   async open(overrides: Record<string, string> = {}): Promise<void> {
     this.config = testConfig(this.#database.url, overrides);
-    const database = openDatabase(this.config.databaseUrl);
+    // As the server opens it (src/server.ts).
+    const database = openDatabase(this.config.databaseUrl, SQLITE_LOCK_WAIT_MS.server);
     await migrateToLatest(database.db);
     this.db = database.db;
     this.app = await buildApp(this.config, database);
