@@ -22,6 +22,7 @@ import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { validatorCompiler } from './http/validation.js';
 import { collectProcessMetrics, createMetrics, type Metrics } from './metrics/metrics.js';
 import { metricsRoutes, recordRequests } from './metrics/routes.js';
+import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
 import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
@@ -150,5 +151,14 @@ export async function buildApp(
     await app.register(metricsRoutes, { metrics, token: config.metrics.token });
   }
   await app.register(webRoutes);
+  if (config.mqtt) {
+    registerMqttIngest(app, {
+      settings: config.mqtt,
+      ingest,
+      metrics,
+      lifecycle,
+      maxBytes: config.batchBodyLimitBytes,
+    });
+  }
   return app;
 }

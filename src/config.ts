@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import type { TSchema } from '@sinclair/typebox';
@@ -27,6 +28,8 @@ export interface Config {
   readonly ingestAuth: Settings['INGEST_AUTH'];
   readonly metrics: MetricsSettings;
   readonly shutdownDelayMs: number;
+  /** Ingest from an MQTT broker; undefined unless MQTT_URL is set. */
+  readonly mqtt: MqttSettings | undefined;
 }
 
 /** Attempts allowed per window (0 turns a limit off). */
@@ -43,6 +46,17 @@ export interface MetricsSettings {
   readonly token: string | undefined;
   readonly port: number | undefined;
   readonly host: string;
+}
+
+export interface MqttSettings {
+  readonly url: string;
+  readonly topicPrefix: string;
+  readonly sharedGroup: string | undefined;
+  readonly clientId: string;
+  readonly sessionExpirySeconds: number;
+  readonly errorsTopic: boolean;
+  readonly deviceAuth: Settings['MQTT_DEVICE_AUTH'];
+  readonly reconnectMaxSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -96,6 +110,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
       host: value.METRICS_HOST ?? value.HOST,
     },
     shutdownDelayMs: value.SHUTDOWN_DELAY_MS,
+    mqtt: mqttSettings(value),
   });
 }
 
@@ -137,6 +152,27 @@ function parse(name: string, schema: TSchema, text: string): unknown {
     throw new ConfigError(`${name} must be ${expected}${shown}`);
   }
   return value;
+}
+
+function mqttSettings(value: Settings): MqttSettings | undefined {
+  if (value.MQTT_URL === undefined) return undefined;
+  if (value.INGEST_AUTH === 'token' && value.MQTT_DEVICE_AUTH !== 'broker') {
+    // The service never sees a publisher's MQTT password: only the broker can hold devices to their topics.
+    throw new ConfigError(
+      "INGEST_AUTH=token with MQTT_URL needs the broker to check each device's ingest token and topic: " +
+        'configure it as the README says (Devices that speak MQTT) and set MQTT_DEVICE_AUTH=broker',
+    );
+  }
+  return {
+    url: value.MQTT_URL,
+    topicPrefix: value.MQTT_TOPIC_PREFIX,
+    sharedGroup: value.MQTT_SHARED_GROUP,
+    clientId: value.MQTT_CLIENT_ID ?? `statistics-${hostname()}`,
+    sessionExpirySeconds: value.MQTT_SESSION_EXPIRY_SECONDS,
+    errorsTopic: value.MQTT_ERRORS_TOPIC,
+    deviceAuth: value.MQTT_DEVICE_AUTH,
+    reconnectMaxSeconds: value.MQTT_RECONNECT_MAX_SECONDS,
+  };
 }
 
 function databaseUrl(value: string | undefined, dataDir: string): string {

@@ -145,6 +145,64 @@ export const settings = {
     0,
     120_000,
   ),
+  MQTT_URL: Type.String({
+    description:
+      'Turns on ingest from an MQTT broker: `mqtt://user:password@host:1883` or `mqtts://...` (TLS). ' +
+      'The service subscribes to `MQTT_TOPIC_PREFIX/+/readings` at QoS 1 and acknowledges a message only ' +
+      'once its readings are committed (see the README, Devices that speak MQTT)',
+    pattern: '^mqtts?://[^/]+/?$',
+    'x-format': 'mqtt://[user:password@]host[:port] or mqtts://...',
+    'x-default': 'none (MQTT off)',
+    'x-secret': true,
+  }),
+  MQTT_TOPIC_PREFIX: Type.String({
+    description:
+      'Devices publish to `PREFIX/{device_id}/readings`; refused messages are republished to ' +
+      '`PREFIX/{device_id}/errors` when MQTT_ERRORS_TOPIC is on',
+    default: 'devices',
+    pattern: '^(?!\\$)[^#+\\u0000]*[^#+/\\u0000]$',
+    'x-format': 'a topic without wildcards, not starting with $ nor ending with /',
+  }),
+  MQTT_SHARED_GROUP: Type.String({
+    description:
+      'Subscribes through the shared subscription `$share/GROUP/...`, so that several API processes split ' +
+      "the devices' messages between them (each still needs its own MQTT_CLIENT_ID)",
+    pattern: '^[^/#+\\u0000]+$',
+    'x-format': 'a name without /, # or +',
+    'x-default': 'none (one subscriber gets every message)',
+  }),
+  MQTT_CLIENT_ID: Type.String({
+    description:
+      'The stable client id of the persistent session: messages published while the service is down wait ' +
+      'in the broker under this id. Give each process its own',
+    minLength: 1,
+    maxLength: 128,
+    'x-format': '1 to 128 characters',
+    'x-default': '`statistics-` followed by the host name',
+  }),
+  MQTT_SESSION_EXPIRY_SECONDS: wholeNumber(
+    'How long the broker keeps the session (and the messages for it) while the service is disconnected',
+    604_800,
+    0,
+    4_294_967_295,
+  ),
+  MQTT_ERRORS_TOPIC: Type.Boolean({
+    description: "Republish each refused message's reason (QoS 0) to `PREFIX/{device_id}/errors`",
+    default: false,
+  }),
+  MQTT_DEVICE_AUTH: oneOf(
+    '`broker`: the broker authenticates each device (its id as user name, its ingest token as password) and ' +
+      'lets it publish only to its own topic (README: the Mosquitto configuration), so the service trusts the ' +
+      'topic. Required with INGEST_AUTH=token; `none`: the topic alone names the device',
+    'none',
+    ['none', 'broker'] as const,
+  ),
+  MQTT_RECONNECT_MAX_SECONDS: wholeNumber(
+    'The longest wait between two attempts to reach a lost broker (the waits double from 1 s, with jitter)',
+    30,
+    1,
+    3600,
+  ),
 } satisfies Record<string, TSchema>;
 
 export type SettingName = keyof typeof settings;

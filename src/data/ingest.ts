@@ -11,16 +11,24 @@ import type { IngestPath, Metrics } from '../metrics/metrics.js';
 import { ReadingWriter } from './reading-writer.js';
 import type { BatchResult, Reading, ReadingCreate } from './schemas.js';
 
+/**
+ * What vouches for the devices of a write: the X-Device-Token a request carries (or none), or the MQTT
+ * broker, which authenticated the publisher and let it publish only to its own topic
+ * (MQTT_DEVICE_AUTH=broker).
+ */
+export type DeviceCredential = string | undefined | typeof BROKER_AUTHENTICATED;
+export const BROKER_AUTHENTICATED = Symbol('the broker authenticated the device');
+
 /** Batches up to this size list the ids they were given. */
 const LISTED_IDS = 1000;
 
 export interface Ingest {
   /** One reading, group-committed with others arriving at the same time. */
-  one(reading: ReadingCreate, deviceToken: string | undefined): Promise<Reading>;
+  one(reading: ReadingCreate, deviceToken: DeviceCredential): Promise<Reading>;
   /** Many readings, all stored in one statement or none; bad items are named by index and field. */
-  batch(readings: ReadingCreate[], deviceToken: string | undefined): Promise<BatchResult>;
+  batch(readings: ReadingCreate[], deviceToken: DeviceCredential): Promise<BatchResult>;
   /** With INGEST_AUTH=token, the (existing) devices among `ids` that `deviceToken` does not open. */
-  refused(ids: Iterable<number>, deviceToken: string | undefined): number[];
+  refused(ids: Iterable<number>, deviceToken: DeviceCredential): number[];
   /** Rows already checked by `prepare`, stored in one statement (imports use this); answers their ids. */
   store(rows: ReadingRow[]): Promise<number[]>;
   /** Turns a reading into a row, or says what is wrong with it. */
@@ -52,8 +60,8 @@ export function createIngest(
   };
   const maxSkewMs = maxFutureSkewSeconds * 1000;
   const refused: Ingest['refused'] = (ids, deviceToken) =>
-    ingestAuth === 'token' ? devices.refusing(ids, deviceToken) : [];
-  const requireTokens = (ids: Iterable<number>, deviceToken: string | undefined) => {
+    ingestAuth === 'token' && deviceToken !== BROKER_AUTHENTICATED ? devices.refusing(ids, deviceToken) : [];
+  const requireTokens = (ids: Iterable<number>, deviceToken: DeviceCredential) => {
     const closed = refused(ids, deviceToken);
     if (closed.length > 0) {
       const which =

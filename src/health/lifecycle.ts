@@ -11,6 +11,9 @@ export type ReadinessCheck = () => Promise<boolean>;
 export class Lifecycle {
   #state: LifecycleState;
   readonly #checks = new Map<string, ReadinessCheck>();
+  /** Checks shown by `/ready` that do not make the process unready. */
+  readonly #informational = new Set<string>();
+  readonly #whenReady: (() => void)[] = [];
 
   constructor(state: LifecycleState) {
     this.#state = state;
@@ -22,7 +25,15 @@ export class Lifecycle {
 
   /** The migrations have run: requests may reach the database. */
   ready(): void {
-    if (this.#state === 'starting') this.#state = 'ready';
+    if (this.#state !== 'starting') return;
+    this.#state = 'ready';
+    for (const listener of this.#whenReady.splice(0)) listener();
+  }
+
+  /** Runs `listener` once the migrations have run (at once if they have): work that is not a request. */
+  whenReady(listener: () => void): void {
+    if (this.#state === 'ready') listener();
+    else if (this.#state === 'starting') this.#whenReady.push(listener);
   }
 
   /** A stop has begun: tell load balancers to send no more traffic. */
@@ -30,16 +41,24 @@ export class Lifecycle {
     this.#state = 'draining';
   }
 
-  /** Adds a dependency `/ready` must find working (a feature's broker, a replica...). */
-  addCheck(name: string, check: ReadinessCheck): void {
+  /**
+   * Adds a dependency `/ready` must find working (a feature's broker, a replica...). An informational
+   * one is only shown: a dependency that HTTP traffic does not need must not take the API out of rotation.
+   */
+  addCheck(name: string, check: ReadinessCheck, { informational = false } = {}): void {
     this.#checks.set(name, check);
+    if (informational) this.#informational.add(name);
+    else this.#informational.delete(name);
   }
 
-  /** Each check's answer, by name; run together. */
-  async check(): Promise<Record<string, 'ok' | 'unavailable'>> {
+  /** Each check's answer, by name (run together), and whether every one that counts is ok. */
+  async check(): Promise<{ checks: Record<string, 'ok' | 'unavailable'>; ok: boolean }> {
     const entries = await Promise.all(
       [...this.#checks].map(async ([name, check]) => [name, (await check()) ? 'ok' : 'unavailable'] as const),
     );
-    return Object.fromEntries(entries);
+    return {
+      checks: Object.fromEntries(entries),
+      ok: entries.every(([name, answer]) => answer === 'ok' || this.#informational.has(name)),
+    };
   }
 }

@@ -1,0 +1,236 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { MqttSettings } from '../config.js';
+import { BROKER_AUTHENTICATED, type Ingest } from '../data/ingest.js';
+import { DomainError, RequestValidationError } from '../http/errors.js';
+import {
+  type DeliveryKey,
+  type DeviceMessage,
+  deliveryKey,
+  PUBACK_REASON,
+  type Refusal,
+  readMessage,
+} from './messages.js';
+import type { MqttMetrics } from './metrics.js';
+import { Refusals } from './refusals.js';
+
+export interface SubscriberOptions {
+  settings: MqttSettings;
+  ingest: Ingest;
+  metrics: MqttMetrics;
+  log: FastifyBaseLogger;
+  /** The largest payload taken, as the largest body of `POST /data/`. */
+  maxBytes: number;
+}
+
+/** QoS 1 messages the broker may send before we acknowledge one (MQTT 5 Receive Maximum). */
+const RECEIVE_MAXIMUM = 100;
+/** A message whose write fails (the database is down) is tried again after these waits, doubling. */
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 5000;
+/** How long a stop waits for the message being written before it leaves it to the broker. */
+const STOP_WAIT_MS = 10_000;
+
+type Ack = (error: Error | number | null, reasonCode?: number) => void;
+
+/**
+ * Subscribes to `PREFIX/+/readings` at QoS 1 in a persistent session and stores each message through
+ * the same ingest as `POST /data/`. mqtt.js hands QoS 1 messages to `customHandleAcks` one at a time
+ * and sends the PUBACK when it is called back: that happens only after the readings are committed (a
+ * crash before that makes the broker redeliver), or at once with an error reason code for a message
+ * that is refused (the broker must not redeliver garbage forever). While the database fails, the
+ * message is retried and not acknowledged, which also stops the broker sending more than
+ * RECEIVE_MAXIMUM.
+ */
+export class MqttSubscriber {
+  #client: MqttClient | undefined;
+  #subscribed = false;
+  #stopping = false;
+  #attempts = 0;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> | undefined;
+  readonly #stopSignal = new AbortController();
+  readonly #refusals: Refusals;
+
+  constructor(private readonly options: SubscriberOptions) {
+    const { settings, metrics, log } = options;
+    this.#refusals = new Refusals({
+      log,
+      metrics,
+      republish: settings.errorsTopic
+        ? (deviceId, body, correlationData) =>
+            this.#client?.publish(`${settings.topicPrefix}/${deviceId}/errors`, body, {
+              qos: 0,
+              properties: { contentType: 'application/json', correlationData },
+            })
+        : undefined,
+    });
+  }
+
+  /** Connected to the broker and subscribed. */
+  get connected(): boolean {
+    return this.#subscribed;
+  }
+
+  get topic(): string {
+    const { topicPrefix, sharedGroup } = this.options.settings;
+    const topic = `${topicPrefix}/+/readings`;
+    return sharedGroup === undefined ? topic : `$share/${sharedGroup}/${topic}`;
+  }
+
+  start(): void {
+    if (this.#stopping || this.#client) return;
+    const { settings, log } = this.options;
+    const client = connect(settings.url, {
+      protocolVersion: 5,
+      clientId: settings.clientId,
+      clean: false,
+      properties: {
+        sessionExpiryInterval: settings.sessionExpirySeconds,
+        receiveMaximum: RECEIVE_MAXIMUM,
+      },
+      connectTimeout: 10_000,
+      // Reconnection is ours (`#reconnectLater`): mqtt.js waits the same period every time.
+      reconnectPeriod: 0,
+      resubscribe: false,
+      customHandleAcks: (topic, payload, packet, ack) => this.#receive(topic, payload, packet, ack as Ack),
+    });
+    this.#client = client;
+    client.on('connect', (connack) => {
+      this.#attempts = 0;
+      this.options.metrics.connects.inc();
+      log.info(
+        { clientId: settings.clientId, sessionPresent: connack.sessionPresent },
+        `MQTT connected; subscribing to ${this.topic}`,
+      );
+      // Retained messages are not sent on subscribing (rh 2): one stored at its publication would be stored again.
+      client.subscribe(this.topic, { qos: 1, rh: 2 }, (error, granted) => {
+        const refused = granted?.find((grant) => grant.qos > 1);
+        if (error || refused) {
+          log.error({ err: error, granted }, `MQTT: the broker refused the subscription to ${this.topic}`);
+          client.end(true);
+          this.#reconnectLater();
+          return;
+        }
+        this.#setSubscribed(true);
+      });
+    });
+    client.on('close', () => {
+      this.#setSubscribed(false);
+      this.#reconnectLater();
+    });
+    client.on('error', (error) => {
+      log.warn({ err: error }, `MQTT: ${error.message}`);
+    });
+  }
+
+  /**
+   * Stops taking messages: waits (boundedly) for the one being written to be committed and
+   * acknowledged, then disconnects, keeping the session: what arrives meanwhile waits in the broker.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#stopSignal.abort();
+    clearTimeout(this.#reconnectTimer);
+    if (this.#writing) await Promise.race([this.#writing, sleep(STOP_WAIT_MS)]);
+    const client = this.#client;
+    if (client) await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    this.#setSubscribed(false);
+    this.#refusals.flush();
+  }
+
+  #setSubscribed(subscribed: boolean): void {
+    this.#subscribed = subscribed;
+    this.options.metrics.connected.set(subscribed ? 1 : 0);
+  }
+
+  /** Waits 1 s, 2 s, 4 s... up to MQTT_RECONNECT_MAX_SECONDS, each between half and all of it (jitter). */
+  #reconnectLater(): void {
+    if (this.#stopping || this.#reconnectTimer) return;
+    const ceiling = Math.min(this.options.settings.reconnectMaxSeconds * 1000, 1000 * 2 ** this.#attempts);
+    const delay = Math.round(ceiling * (0.5 + Math.random() / 2));
+    this.#attempts++;
+    this.options.log.warn(`MQTT: broker unreachable; trying again in ${delay} ms`);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#stopping) this.#client?.reconnect();
+    }, delay);
+  }
+
+  #receive(topic: string, payload: Buffer, packet: IPublishPacket, ack: Ack): void {
+    if (this.#stopping) return; // left unacknowledged: the broker keeps it for the next session
+    const received = performance.now();
+    const stream = this.#client?.stream;
+    const message = readMessage(topic, payload, this.options.settings.topicPrefix, this.options.maxBytes);
+    if ('kind' in message) {
+      this.#refuse(message, topic, packet, ack);
+      return;
+    }
+    const key = deliveryKey(packet, message.deviceId, this.options.settings.clientId);
+    this.#writing = this.#store(message, key).then((refusal) => {
+      this.#writing = undefined;
+      // Written: acknowledge on the connection it came by. On a new one the broker sends it again (DUP).
+      if (refusal === 'stopped' || this.#client?.stream !== stream) return;
+      if (refusal) {
+        this.#refuse(refusal, topic, packet, ack);
+        return;
+      }
+      this.options.metrics.messages.inc({ outcome: 'stored' });
+      ack(null, 0);
+      this.options.metrics.ackSeconds.observe((performance.now() - received) / 1000);
+    });
+  }
+
+  #refuse(refusal: Refusal, topic: string, packet: IPublishPacket, ack: Ack): void {
+    this.#refusals.record(refusal, topic, packet.properties?.correlationData);
+    ack(null, PUBACK_REASON[refusal.kind]);
+  }
+
+  /**
+   * Stores the message (all its readings or none), trying again while the database fails; answers why
+   * it was refused, if it was, or 'stopped' when the service stopped first.
+   */
+  async #store(message: DeviceMessage, _key: DeliveryKey): Promise<Refusal | undefined | 'stopped'> {
+    const { ingest, metrics, log } = this.options;
+    const credential = this.options.settings.deviceAuth === 'broker' ? BROKER_AUTHENTICATED : undefined;
+    for (let wait = RETRY_FIRST_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+      try {
+        // Issue 11's idempotency store takes `_key` here, in the same transaction as the readings.
+        if (Array.isArray(message.readings)) await ingest.batch(message.readings, credential);
+        else await ingest.one(message.readings, credential);
+        return undefined;
+      } catch (error) {
+        const refusal = refusalOf(error, message.deviceId);
+        if (refusal) return refusal;
+        metrics.storeRetries.inc();
+        if (wait === RETRY_FIRST_MS)
+          log.warn({ err: error }, 'MQTT: storing a message failed; trying again, unacknowledged');
+        try {
+          await sleep(wait, undefined, { signal: this.#stopSignal.signal });
+        } catch {
+          return 'stopped';
+        }
+      }
+    }
+  }
+}
+
+/** An error of the ingest that refuses the message itself (a 4xx over HTTP), or undefined (try again). */
+function refusalOf(error: unknown, deviceId: number): Refusal | undefined {
+  if (error instanceof RequestValidationError) {
+    const unknown = error.issues.every((issue) => issue.type === 'value_error.device_not_found');
+    const reason = error.issues.map((issue) => `${issue.loc.slice(1).join('.')}: ${issue.msg}`).join('; ');
+    return { deviceId, kind: unknown ? 'unknown_device' : 'invalid', reason };
+  }
+  if (error instanceof DomainError && error.statusCode < 500) {
+    const kind =
+      error.code === 'NOT_FOUND'
+        ? 'unknown_device'
+        : error.code === 'UNAUTHORIZED'
+          ? 'unauthorized'
+          : 'invalid';
+    return { deviceId, kind, reason: error.message };
+  }
+  return undefined;
+}
