@@ -4,6 +4,7 @@ import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { MqttSettings } from '../config.js';
 import { BROKER_AUTHENTICATED, type Ingest } from '../data/ingest.js';
 import { DomainError, RequestValidationError } from '../http/errors.js';
+import { type Acknowledge, Acknowledgements } from './acknowledgements.js';
 import {
   type DeliveryKey,
   type DeviceMessage,
@@ -32,16 +33,13 @@ const RETRY_MAX_MS = 5000;
 /** How long a stop waits for the message being written before it leaves it to the broker. */
 const STOP_WAIT_MS = 10_000;
 
-type Ack = (error: Error | number | null, reasonCode?: number) => void;
-
 /**
  * Subscribes to `PREFIX/+/readings` at QoS 1 in a persistent session and stores each message through
- * the same ingest as `POST /data/`. mqtt.js hands QoS 1 messages to `customHandleAcks` one at a time
- * and sends the PUBACK when it is called back: that happens only after the readings are committed (a
- * crash before that makes the broker redeliver), or at once with an error reason code for a message
- * that is refused (the broker must not redeliver garbage forever). While the database fails, the
- * message is retried and not acknowledged, which also stops the broker sending more than
- * RECEIVE_MAXIMUM.
+ * the same ingest as `POST /data/`. A message is acknowledged (PUBACK) only after its readings are
+ * committed, so a crash before that makes the broker send it again; a refused message is acknowledged
+ * at once with an error reason code (the broker must not redeliver garbage forever). While the
+ * database fails, messages are retried and stay unacknowledged, which also stops the broker sending
+ * more than RECEIVE_MAXIMUM of them.
  */
 export class MqttSubscriber {
   #client: MqttClient | undefined;
@@ -49,7 +47,7 @@ export class MqttSubscriber {
   #stopping = false;
   #attempts = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> | undefined;
+  readonly #writing = new Set<Promise<void>>();
   readonly #stopSignal = new AbortController();
   readonly #refusals: Refusals;
 
@@ -94,9 +92,17 @@ export class MqttSubscriber {
       // Reconnection is ours (`#reconnectLater`): mqtt.js waits the same period every time.
       reconnectPeriod: 0,
       resubscribe: false,
-      customHandleAcks: (topic, payload, packet, ack) => this.#receive(topic, payload, packet, ack as Ack),
+      // Only for a QoS 1 message that Acknowledgements did not take over: one at a time, acknowledged
+      // by mqtt.js when called back, which happens after the commit too.
+      customHandleAcks: (topic, payload, packet, callback) =>
+        this.#receive(topic, payload, packet, (reasonCode) => callback(reasonCode)),
     });
     this.#client = client;
+    const acknowledgements = new Acknowledgements(client);
+    client.on('message', (topic, payload, packet) => {
+      const acknowledge = acknowledgements.of(packet);
+      if (acknowledge) this.#receive(topic, payload, packet, acknowledge);
+    });
     client.on('connect', (connack) => {
       this.#attempts = 0;
       this.options.metrics.connects.inc();
@@ -133,7 +139,7 @@ export class MqttSubscriber {
     this.#stopping = true;
     this.#stopSignal.abort();
     clearTimeout(this.#reconnectTimer);
-    if (this.#writing) await Promise.race([this.#writing, sleep(STOP_WAIT_MS)]);
+    if (this.#writing.size > 0) await Promise.race([Promise.all(this.#writing), sleep(STOP_WAIT_MS)]);
     const client = this.#client;
     if (client) await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     this.#setSubscribed(false);
@@ -158,33 +164,36 @@ export class MqttSubscriber {
     }, delay);
   }
 
-  #receive(topic: string, payload: Buffer, packet: IPublishPacket, ack: Ack): void {
+  /**
+   * Reads, stores and settles one message. Messages are handled side by side (single readings share
+   * group commits); each is acknowledged once its readings are committed, or at once when refused.
+   */
+  #receive(topic: string, payload: Buffer, packet: IPublishPacket, acknowledge: Acknowledge): void {
     if (this.#stopping) return; // left unacknowledged: the broker keeps it for the next session
     const received = performance.now();
-    const stream = this.#client?.stream;
     const message = readMessage(topic, payload, this.options.settings.topicPrefix, this.options.maxBytes);
     if ('kind' in message) {
-      this.#refuse(message, topic, packet, ack);
+      this.#refuse(message, topic, packet, acknowledge);
       return;
     }
     const key = deliveryKey(packet, message.deviceId, this.options.settings.clientId);
-    this.#writing = this.#store(message, key).then((refusal) => {
-      this.#writing = undefined;
-      // Written: acknowledge on the connection it came by. On a new one the broker sends it again (DUP).
-      if (refusal === 'stopped' || this.#client?.stream !== stream) return;
+    const writing = this.#store(message, key).then((refusal) => {
+      this.#writing.delete(writing);
+      if (refusal === 'stopped') return;
       if (refusal) {
-        this.#refuse(refusal, topic, packet, ack);
+        this.#refuse(refusal, topic, packet, acknowledge);
         return;
       }
       this.options.metrics.messages.inc({ outcome: 'stored' });
-      ack(null, 0);
+      acknowledge(0);
       this.options.metrics.ackSeconds.observe((performance.now() - received) / 1000);
     });
+    this.#writing.add(writing);
   }
 
-  #refuse(refusal: Refusal, topic: string, packet: IPublishPacket, ack: Ack): void {
+  #refuse(refusal: Refusal, topic: string, packet: IPublishPacket, acknowledge: Acknowledge): void {
     this.#refusals.record(refusal, topic, packet.properties?.correlationData);
-    ack(null, PUBACK_REASON[refusal.kind]);
+    acknowledge(PUBACK_REASON[refusal.kind]);
   }
 
   /**

@@ -99,6 +99,8 @@ export class PrivateBroker {
         'log_dest stderr',
         'log_type error',
         'log_type warning',
+        // Mosquitto's default (1,000) drops what an offline session gets beyond it.
+        'max_queued_messages 100000',
         ...(extra.length > 0 ? extra : ['allow_anonymous true']),
         '',
       ].join('\n'),
@@ -134,6 +136,12 @@ export class PrivateBroker {
         socket.once('error', () => resolve(false));
       });
     });
+  }
+
+  /** Reads its password file and ACL again (SIGHUP), as an operator does after adding a device. */
+  async reload(): Promise<void> {
+    this.#process?.kill('SIGHUP');
+    await sleep(200);
   }
 
   /** Stops it (SIGTERM: it saves its sessions and queued messages first) and waits for the exit. */
