@@ -1,3 +1,4 @@
+import type { MqttFigure, MqttResult } from './mqtt.js';
 import type { Rate } from './readings.js';
 import type { WrkResult } from './wrk.js';
 
@@ -51,6 +52,8 @@ export interface EngineResult {
   /** attr=x,y,z with percentiles over the same readings as `statistics`. */
   percentiles: Scenario;
   large: LargeResult;
+  /** One device publishing at QoS 1 (bench/mqtt.ts), right after the HTTP ingest runs. */
+  mqtt: ({ status: 'measured' } & MqttResult) | { status: 'skipped'; reason: string };
   serverMemory: {
     peakRssBytes: number;
     samples: number;
@@ -88,6 +91,41 @@ export interface TableRow {
   ceiling: string;
   ratio: string;
   goal: string;
+}
+
+/** MQTT against HTTP ingest of the same run: single readings, then batches. */
+function mqttRows(result: EngineResult): TableRow[] {
+  const { engine, mqtt } = result;
+  if (mqtt.status === 'skipped')
+    return [
+      { engine, figure: 'MQTT ingest', api: `skipped (${mqtt.reason})`, ceiling: '', ratio: '', goal: '' },
+    ];
+  const single10 = result.singlePost.connections10;
+  const httpSingle = single10.status === 'measured' ? single10.wrk.requestsPerSecond : null;
+  const httpBatch = result.batchPost.readingsPerSecond;
+  const cell = (figure: MqttFigure) =>
+    `${int(figure.readingsPerSecond)} readings/s, publish to commit p50 ${ms(figure.latencyMs.p50)} ms, ` +
+    `p99 ${ms(figure.latencyMs.p99)} ms`;
+  const against = (value: number, http: number | null) => (http === null ? null : value / http);
+  return [
+    {
+      engine,
+      figure: 'MQTT one reading a message, QoS 1, one device',
+      api: cell(mqtt.single),
+      ceiling:
+        httpSingle === null ? 'n/a' : `POST /data/ one reading, 10 conn: ${int(httpSingle)} readings/s`,
+      ratio: ratio(against(mqtt.single.readingsPerSecond, httpSingle)),
+      goal: '',
+    },
+    {
+      engine,
+      figure: `MQTT ${int(mqtt.batch.readingsPerMessage)}-reading messages, QoS 1, one device`,
+      api: cell(mqtt.batch),
+      ceiling: httpBatch === null ? 'n/a' : `POST /data/ batches, 10 conn: ${int(httpBatch)} readings/s`,
+      ratio: ratio(against(mqtt.batch.readingsPerSecond, httpBatch)),
+      goal: '',
+    },
+  ];
 }
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -170,6 +208,7 @@ export function engineRows(result: EngineResult, bare: BareResult): TableRow[] {
     ratio: ratio(ratios.batchToRawBatched),
     goal: mark(batchGoal),
   });
+  rows.push(...mqttRows(result));
   const stats = result.statistics;
   rows.push({
     engine,

@@ -14,6 +14,10 @@
  * server of its own (default 10,000,000 on SQLite and none on PostgreSQL; 0 skips it), with
  * BENCH_LARGE_REQUESTS (15) per scenario; BENCH_SCENARIO_SECONDS (60) caps each request loop (it
  * still takes 3 requests, so a median exists).
+ *
+ * MQTT (issue 14): with a broker at BENCH_MQTT_URL (mqtt://127.0.0.1:1883), the server also
+ * subscribes to it, and one device publishes at QoS 1 for BENCH_SECONDS each: single readings, then
+ * 1,000-reading payloads, right after the HTTP ingest runs (see bench/mqtt.ts).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -22,6 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createDevice, probePost, timedGet } from './api.js';
+import { benchMqtt, brokerAnswers, PubackWatch } from './mqtt.js';
 import { postgresEngine } from './postgres.js';
 import {
   type Child,
@@ -203,7 +208,11 @@ async function benchBare(scripts: string): Promise<BareResult> {
   }
 }
 
-async function startServer(raw: RawEngine, dataDir: string): Promise<{ child: Child; base: string }> {
+async function startServer(
+  raw: RawEngine,
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<{ child: Child; base: string }> {
   const port = await freePort();
   // LOG_LEVEL=warn: at info Fastify logs two lines per request, which would tax every figure.
   // So the port is chosen here rather than read from the "Server listening" line.
@@ -217,6 +226,7 @@ async function startServer(raw: RawEngine, dataDir: string): Promise<{ child: Ch
       HOST: '127.0.0.1',
       PORT: String(port),
       LOG_LEVEL: 'warn',
+      ...env,
     },
   });
   const base = `http://127.0.0.1:${port}`;
@@ -523,8 +533,20 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
   const engine = raw.engine;
   const dataDir = join(work, engine);
   mkdirSync(dataDir, { recursive: true });
-  log(`${engine}: starting the server (${raw.databaseUrl})`);
-  const { child: server, base } = await startServer(raw, dataDir);
+  const brokerUrl = process.env.BENCH_MQTT_URL || 'mqtt://127.0.0.1:1883';
+  const watch = (await brokerAnswers(brokerUrl)) ? new PubackWatch(brokerUrl) : undefined;
+  const mqttPrefix = `statistics-bench/${process.pid}-${engine}`;
+  const mqttEnv: Record<string, string> = watch
+    ? {
+        MQTT_URL: await watch.listen(),
+        MQTT_TOPIC_PREFIX: mqttPrefix,
+        MQTT_CLIENT_ID: `statistics-bench-${process.pid}-${engine}`,
+        MQTT_SESSION_EXPIRY_SECONDS: '60',
+      }
+    : {};
+  if (watch) cleanups.push(() => watch.close());
+  log(`${engine}: starting the server (${raw.databaseUrl})${watch ? `, subscribed to ${brokerUrl}` : ''}`);
+  const { child: server, base } = await startServer(raw, dataDir, mqttEnv);
   const deviceId = await createDevice(base);
 
   log(`${engine}: loading ${settings.rows.toLocaleString('en-US')} readings straight into the database`);
@@ -596,6 +618,18 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
       readingsPerSecond: null,
     };
   }
+  let mqtt: EngineResult['mqtt'] = { status: 'skipped', reason: `no MQTT broker at ${brokerUrl}` };
+  if (watch) {
+    log(`${engine}: MQTT, one device at QoS 1: single readings, then ${BATCH_SIZE}-reading messages`);
+    const figures = await benchMqtt(brokerUrl, watch, mqttPrefix, deviceId, settings.seconds, BATCH_SIZE);
+    for (const [name, figure] of Object.entries(figures)) {
+      log(
+        `${engine} MQTT ${name}: ${Math.round(figure.readingsPerSecond)} readings/s, publish to commit ` +
+          `p50 ${figure.latencyMs.p50.toFixed(1)} ms, p99 ${figure.latencyMs.p99.toFixed(1)} ms`,
+      );
+    }
+    mqtt = { status: 'measured', ...figures };
+  }
   const serverMemory = sampler.stop();
   log(`${engine}: stopping the server`);
   await stopChild(server, 30_000);
@@ -635,6 +669,7 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
       rawAnswer,
     },
     percentiles,
+    mqtt,
     large: { status: 'skipped', reason: 'not run yet' },
     serverMemory,
     ceilings: { singleRowTransactions, batched, fastestBatched },
