@@ -1,8 +1,12 @@
 import type { IPublishPacket, MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 
-/** Settles one message: 0 once its readings are committed, an MQTT 5 error reason code when refused. */
+/**
+ * Settles one message: 0 once its readings are committed, an MQTT 5 error reason code when refused,
+ * or UNACKNOWLEDGED to send no PUBACK at all (the service stops first: the broker sends it again).
+ */
 export type Acknowledge = (reasonCode: number) => void;
+export const UNACKNOWLEDGED = -1;
 
 /**
  * mqtt.js hands QoS 1 messages over one at a time and acknowledges each when its handler calls back
@@ -51,7 +55,7 @@ export class Acknowledgements {
     const stream = this.client.stream;
     while (this.#queue[0]?.reasonCode !== undefined) {
       const { messageId, reasonCode } = this.#queue.shift() as { messageId: number; reasonCode: number };
-      if (stream.destroyed || !stream.writable) continue;
+      if (reasonCode === UNACKNOWLEDGED || stream.destroyed || !stream.writable) continue;
       stream.write(generate({ cmd: 'puback', messageId, reasonCode }, { protocolVersion: 5 }));
     }
   }

@@ -4,7 +4,7 @@ import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { MqttSettings } from '../config.js';
 import { BROKER_AUTHENTICATED, type Ingest } from '../data/ingest.js';
 import { DomainError, RequestValidationError } from '../http/errors.js';
-import { type Acknowledge, Acknowledgements } from './acknowledgements.js';
+import { type Acknowledge, Acknowledgements, UNACKNOWLEDGED } from './acknowledgements.js';
 import {
   type DeliveryKey,
   type DeviceMessage,
@@ -95,13 +95,17 @@ export class MqttSubscriber {
       // Only for a QoS 1 message that Acknowledgements did not take over: one at a time, acknowledged
       // by mqtt.js when called back, which happens after the commit too.
       customHandleAcks: (topic, payload, packet, callback) =>
-        this.#receive(topic, payload, packet, (reasonCode) => callback(reasonCode)),
+        this.#receive(topic, payload, packet, (reasonCode) => {
+          if (reasonCode !== UNACKNOWLEDGED) callback(reasonCode);
+        }),
     });
     this.#client = client;
     const acknowledgements = new Acknowledgements(client);
     client.on('message', (topic, payload, packet) => {
       const acknowledge = acknowledgements.of(packet);
       if (acknowledge) this.#receive(topic, payload, packet, acknowledge);
+      // Published at QoS 0: stored all the same, with nothing to acknowledge (and no redelivery).
+      else if (packet.qos === 0) this.#receive(topic, payload, packet, () => {});
     });
     client.on('connect', (connack) => {
       this.#attempts = 0;
@@ -132,8 +136,8 @@ export class MqttSubscriber {
   }
 
   /**
-   * Stops taking messages: waits (boundedly) for the one being written to be committed and
-   * acknowledged, then disconnects, keeping the session: what arrives meanwhile waits in the broker.
+   * Stops taking messages: waits (boundedly) for those being written to be committed and
+   * acknowledged, then disconnects, keeping the session: the others wait in the broker.
    */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -169,7 +173,10 @@ export class MqttSubscriber {
    * group commits); each is acknowledged once its readings are committed, or at once when refused.
    */
   #receive(topic: string, payload: Buffer, packet: IPublishPacket, acknowledge: Acknowledge): void {
-    if (this.#stopping) return; // left unacknowledged: the broker keeps it for the next session
+    if (this.#stopping) {
+      acknowledge(UNACKNOWLEDGED); // the broker keeps it for the next session
+      return;
+    }
     const received = performance.now();
     const message = readMessage(topic, payload, this.options.settings.topicPrefix, this.options.maxBytes);
     if ('kind' in message) {
@@ -179,7 +186,10 @@ export class MqttSubscriber {
     const key = deliveryKey(packet, message.deviceId, this.options.settings.clientId);
     const writing = this.#store(message, key).then((refusal) => {
       this.#writing.delete(writing);
-      if (refusal === 'stopped') return;
+      if (refusal === 'stopped') {
+        acknowledge(UNACKNOWLEDGED);
+        return;
+      }
       if (refusal) {
         this.#refuse(refusal, topic, packet, acknowledge);
         return;

@@ -10,16 +10,20 @@ import type { Harness } from './harness.js';
 /** The shared Mosquitto of this machine (`.ci/run` starts it when it is not running). */
 export const SHARED_BROKER = 'mqtt://127.0.0.1:1883';
 
-/** Why the MQTT suites cannot run here, or false when the shared broker answers. */
-export async function brokerSkipReason(): Promise<string | false> {
-  const answers = await new Promise<boolean>((resolve) => {
-    const socket = tcpConnect({ host: '127.0.0.1', port: 1883 }, () => {
+/** Whether something listens on `port` of 127.0.0.1. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: '127.0.0.1', port }, () => {
       socket.destroy();
       resolve(true);
     });
     socket.once('error', () => resolve(false));
   });
-  return answers
+}
+
+/** Why the MQTT suites cannot run here, or false when the shared broker answers. */
+export async function brokerSkipReason(): Promise<string | false> {
+  return (await listening(1883))
     ? false
     : 'no MQTT broker on 127.0.0.1:1883: start Mosquitto (mosquitto -d -c /etc/mosquitto/mosquitto.conf)';
 }
@@ -128,13 +132,7 @@ export class PrivateBroker {
     });
     await waitUntil(`mosquitto on port ${this.port}`, async () => {
       if (child.exitCode !== null) throw new Error(`mosquitto exited: ${this.#log}`);
-      return new Promise<boolean>((resolve) => {
-        const socket = tcpConnect({ host: '127.0.0.1', port: this.port }, () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once('error', () => resolve(false));
-      });
+      return listening(this.port);
     });
   }
 

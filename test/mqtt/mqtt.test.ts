@@ -93,6 +93,16 @@ for (const engine of ENGINES) {
       assert.deepEqual(ready.json().checks, { database: 'ok', mqtt: 'ok' });
     });
 
+    it('stores a reading published at QoS 0 too, which has nothing to acknowledge', async () => {
+      const id = await h.createDevice();
+      await device.publishAsync(`${prefix}/${id}/readings`, '{"x": 7, "y": 8, "z": 9}', { qos: 0 });
+      await waitUntil('the QoS 0 reading', async () => (await readings(id)).length === 1);
+      assert.deepEqual(
+        (await readings(id)).map((r: { x: number; y: number; z: number }) => [r.x, r.y, r.z]),
+        [[7, 8, 9]],
+      );
+    });
+
     it('stores a batch whole or not at all, says why on the errors topic, and goes on', async () => {
       const id = await h.createDevice();
       const before = await h.countReadings();
