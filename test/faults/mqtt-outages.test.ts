@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import BetterSqlite3 from 'better-sqlite3';
 import type { MqttClient } from 'mqtt';
+import pg from 'pg';
 import { openDatabase } from '../../src/db/database.js';
 import { ENGINES, engineSkipReason, type FreshDatabase, freshDatabase, Harness } from '../helpers/harness.js';
 import {
@@ -61,6 +63,29 @@ function publishContinuously(client: MqttClient, topic: string, stop: { stopped:
   };
   const done = Promise.all(Array.from({ length: IN_FLIGHT }, loop));
   return { acknowledged, done, sent: () => next - 1 };
+}
+
+/**
+ * Holds the readings table's write lock from another connection until released, so that the
+ * service's commits wait (and its messages stay received but uncommitted) at the moment of a kill.
+ */
+async function holdWrites(databaseUrl: string): Promise<() => Promise<void>> {
+  if (databaseUrl.startsWith('sqlite:')) {
+    const sqlite = new BetterSqlite3(databaseUrl.slice('sqlite:'.length));
+    sqlite.exec('begin immediate');
+    return async () => {
+      sqlite.exec('rollback');
+      sqlite.close();
+    };
+  }
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('begin');
+  await client.query('lock table data in share row exclusive mode');
+  return async () => {
+    await client.query('rollback');
+    await client.end();
+  };
 }
 
 /** How often each x is stored, from the database itself. */
@@ -124,7 +149,11 @@ for (const engine of ENGINES) {
       try {
         await sleep(1000);
         const beforeKill = stream.acknowledged.size;
+        // Messages arrive while the commits wait: a PUBACK sent before the commit would lose them.
+        const release = await holdWrites(database.url);
+        await sleep(300);
         await stopServer(server, 'SIGKILL');
+        await release();
         const killedAt = stream.sent();
         await sleep(700);
         const whileDown = stream.sent() - killedAt;
@@ -183,7 +212,10 @@ describe('MQTT: a broker of its own', { skip: brokerSkip }, () => {
       const stream = publishContinuously(client, `devices/${deviceId}/readings`, stop);
       await sleep(800);
       await broker.stop();
-      assert.equal((await h.get('/ready')).json().checks.mqtt, 'unavailable');
+      await waitUntil(
+        '/ready showing the broker lost',
+        async () => (await h.get('/ready')).json().checks.mqtt === 'unavailable',
+      );
       assert.equal((await h.get('/ready')).statusCode, 200, 'HTTP stays ready without its broker');
       await sleep(300);
       await broker.start();
