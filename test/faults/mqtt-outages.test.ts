@@ -177,7 +177,11 @@ for (const engine of ENGINES) {
         // broker's in-flight window (Receive Maximum, 100 messages) of them. With it: none.
         const doubledMessages = new Set(doubled.map((x) => Math.floor(x / 100)));
         assert.ok(doubledMessages.size <= 100, `${doubledMessages.size} messages stored twice`);
-        assert.equal(await stopServer(server), 0, 'SIGTERM stops it, broker connection and all, with exit code 0');
+        assert.equal(
+          await stopServer(server),
+          0,
+          'SIGTERM stops it, broker connection and all, with exit code 0',
+        );
       } finally {
         stop.stopped = true;
         await client.endAsync();
