@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import fc from 'fast-check';
+import type { FastifyInstance } from 'fastify';
 import type { MqttClient } from 'mqtt';
+import { buildApp } from '../../src/app.js';
+import { openDatabase } from '../../src/db/database.js';
 import { FUZZ_SEED } from '../helpers/fuzz.js';
-import { ENGINES, engineSkipReason, Harness } from '../helpers/harness.js';
+import { ENGINES, engineSkipReason, Harness, testConfig } from '../helpers/harness.js';
 import {
   brokerSkipReason,
   publisher,
@@ -124,6 +127,57 @@ for (const engine of ENGINES) {
       );
       assert.match(reports[0]?.reason ?? '', /^500\.x: value is not a valid float$/);
       assert.match(reports[1]?.reason ?? '', new RegExp(`^10\\.device_id is not ${id}`));
+    });
+
+    it('splits a shared subscription between two processes, each message stored once', async () => {
+      const id = await h.createDevice();
+      const shared = `${prefix}-shared`;
+      const apps = await Promise.all(
+        ['a', 'b'].map(async (name) => {
+          const config = testConfig(h.databaseUrl, {
+            MQTT_URL: SHARED_BROKER,
+            MQTT_TOPIC_PREFIX: shared,
+            MQTT_SHARED_GROUP: 'statistics',
+            MQTT_CLIENT_ID: `${clientId}-${name}`,
+            MQTT_SESSION_EXPIRY_SECONDS: '60',
+          });
+          const database = openDatabase(config.databaseUrl);
+          const app = await buildApp(config, database);
+          app.addHook('onClose', () => database.db.destroy());
+          await app.ready();
+          return app;
+        }),
+      );
+      const storedBy = (app: FastifyInstance) =>
+        app.metrics.registry
+          .getSingleMetric('statistics_mqtt_messages_total')
+          ?.get()
+          .then((m) => m.values.find((v) => v.labels.outcome === 'stored')?.value ?? 0);
+      try {
+        await waitUntil('both subscriptions', async () =>
+          (await Promise.all(apps.map((app) => app.inject({ url: '/ready' })))).every(
+            (ready) => ready.json().checks.mqtt === 'ok',
+          ),
+        );
+        for (let k = 0; k < 200; k++)
+          await device.publishAsync(`${shared}/${id}/readings`, JSON.stringify({ x: k, y: 0, z: 0 }), {
+            qos: 1,
+          });
+        await waitUntil('200 readings', async () => (await readings(id)).length === 200);
+        const xs = (await readings(id)).map((r: { x: number }) => r.x).sort((a: number, b: number) => a - b);
+        assert.deepEqual(
+          xs,
+          Array.from({ length: 200 }, (_, k) => k),
+        );
+        const counts = await Promise.all(apps.map(storedBy));
+        assert.equal((counts[0] ?? 0) + (counts[1] ?? 0), 200);
+        assert.ok(
+          counts.every((n) => (n ?? 0) > 0),
+          `split ${counts.join(' / ')}`,
+        );
+      } finally {
+        await Promise.all(apps.map((app) => app.close()));
+      }
     });
 
     it('refuses a fuzz set of garbage payloads and topics without storing anything or stopping', async () => {
