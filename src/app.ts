@@ -23,6 +23,7 @@ import { validatorCompiler } from './http/validation.js';
 import { collectProcessMetrics, createMetrics, type Metrics } from './metrics/metrics.js';
 import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
+import { createHeavyQueries } from './statistics/heavy-runner.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
 import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
@@ -143,8 +144,10 @@ export async function buildApp(
   await app.register(deviceRoutes, { db, auth, devices, ingestAuth: config.ingestAuth });
   await app.register(dataRoutes, { db, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
   await app.register(transferRoutes, { db, ingest });
-  await app.register(statisticsRoutes, { db, engine, keys: config.statisticsKeys });
-  await app.register(seriesRoutes, { db, engine, maxSeriesBuckets: config.maxSeriesBuckets });
+  const heavy = createHeavyQueries(database, config.heavyQueries, metrics);
+  app.addHook('onClose', () => heavy.close());
+  await app.register(statisticsRoutes, { db, heavy, keys: config.statisticsKeys });
+  await app.register(seriesRoutes, { db, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine, lifecycle });
   // With a port of its own, /metrics is never on the API port.
   if (config.metrics.token !== undefined && config.metrics.port === undefined) {

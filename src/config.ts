@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type SettingName, type Settings, settings } from './config/settings.js';
+import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
 
 export interface Config {
   readonly environment: Settings['NODE_ENV'];
@@ -21,6 +22,7 @@ export interface Config {
   readonly batchBodyLimitBytes: number;
   readonly maxFutureSkewSeconds: number;
   readonly maxSeriesBuckets: number;
+  readonly heavyQueries: HeavyQuerySettings;
   readonly statisticsKeys: Settings['STATISTICS_KEYS'];
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean;
@@ -93,6 +95,11 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     batchBodyLimitBytes: value.BATCH_BODY_LIMIT_BYTES,
     maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
     maxSeriesBuckets: value.MAX_SERIES_BUCKETS,
+    heavyQueries: {
+      timeoutMs: value.STATISTICS_TIMEOUT_MS,
+      concurrency: value.STATISTICS_CONCURRENCY ?? Math.max(2, availableParallelism()),
+      queue: value.STATISTICS_QUEUE,
+    },
     statisticsKeys: value.STATISTICS_KEYS,
     corsOrigins: value.CORS_ORIGINS,
     trustProxy: value.TRUST_PROXY,

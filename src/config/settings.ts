@@ -74,6 +74,28 @@ export const settings = {
     31_536_000,
   ),
   MAX_SERIES_BUCKETS: wholeNumber('The most buckets one time series may have', 10_000, 1, 1_000_000),
+  STATISTICS_TIMEOUT_MS: wholeNumber(
+    'The longest a statistics or series query may take from its arrival, waiting included; past it the ' +
+      'query is stopped (SQLite: its worker thread is ended; PostgreSQL: `statement_timeout`) and the ' +
+      'answer is a 503',
+    30_000,
+    1,
+    3_600_000,
+  ),
+  STATISTICS_CONCURRENCY: Type.Integer({
+    description:
+      'How many statistics and series queries run at once (SQLite: worker threads, each with its own ' +
+      'read-only connection; PostgreSQL: pool connections)',
+    minimum: 1,
+    maximum: 64,
+    'x-default': 'the number of cores, at least 2',
+  }),
+  STATISTICS_QUEUE: wholeNumber(
+    'How many statistics and series queries may wait for a slot; beyond that a 503 with `Retry-After` at once',
+    16,
+    0,
+    10_000,
+  ),
   STATISTICS_KEYS: oneOf(
     "`original`: `/analyze_statistics/` answers the original service's keys, in its order " +
       '(`минимальное значение`, `максимальное значение`, `количество`, `сумма`, `медиана`); ' +

@@ -25,6 +25,8 @@ export interface OpenedDatabase {
   engine: Engine;
   /** PostgreSQL's connection pool (for its metrics); SQLite has one connection. */
   pool?: pg.Pool;
+  /** The SQLite file, which heavy-query workers open read-only beside this connection. */
+  sqlitePath?: string;
 }
 
 /**
@@ -41,7 +43,8 @@ export function openDatabase(
   sqliteLockWaitMs: number = SQLITE_LOCK_WAIT_MS.tool,
 ): OpenedDatabase {
   if (url.startsWith('sqlite:')) {
-    return { db: openSqlite(url.slice('sqlite:'.length), sqliteLockWaitMs), engine: 'sqlite' };
+    const sqlitePath = url.slice('sqlite:'.length);
+    return { db: openSqlite(sqlitePath, sqliteLockWaitMs), engine: 'sqlite', sqlitePath };
   }
   const pool = openPostgresPool(url);
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), engine: 'postgres', pool };
@@ -57,6 +60,23 @@ function openSqlite(path: string, lockWaitMs: number): Kysely<Database> {
   connection.pragma('foreign_keys = ON');
   connection.pragma(`busy_timeout = ${lockWaitMs}`);
   connection.pragma('cache_size = -65536');
+  return sqliteKysely(connection);
+}
+
+/** A read-only SQLite connection and its Kysely handle: each heavy-query worker has one (WAL readers never wait for the writer). */
+export interface SqliteReadConnection {
+  db: Kysely<Database>;
+  connection: SQLite.Database;
+}
+
+export function openSqliteReader(path: string): SqliteReadConnection {
+  const connection = new SQLite(path, { readonly: true, fileMustExist: true });
+  connection.pragma('busy_timeout = 1000');
+  connection.pragma('cache_size = -32768');
+  return { db: sqliteKysely(connection), connection };
+}
+
+function sqliteKysely(connection: SQLite.Database): Kysely<Database> {
   return new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(connection) }),
     plugins: [new SqliteBooleans()],

@@ -24,6 +24,45 @@ export function percentile(
 }
 
 /**
+ * The exact percentiles `fractions` (0 to 1) of a value from ONE sorted copy of it, however many are
+ * asked. PostgreSQL: percentile_cont with an array of fractions, one sort, answering a float8[].
+ * SQLite: the `sorted_values` aggregate of a heavy-query worker's connection (db/sorted-values.ts),
+ * which collects the group's `expected` values into a Float64Array, sorts it once and answers a handle
+ * to it; `readPercentiles` (db/reader.ts) turns either answer into the percentiles.
+ */
+export function sortedPercentiles(
+  engine: Engine,
+  value: Expression<number>,
+  fractions: readonly number[],
+  expected: Expression<number>,
+): RawBuilder<number[] | number | null> {
+  if (engine === 'sqlite') return sql<number>`sorted_values(${value}, ${expected})`;
+  const array = sql.join(fractions.map((fraction) => sql.lit(fraction)));
+  return sql<number[] | null>`percentile_cont(array[${array}]::float8[]) within group (order by ${value})`;
+}
+
+/**
+ * Parallel arrays as a relation with one row per index, in one bound parameter per column (SQLite:
+ * one for all): PostgreSQL unnests typed arrays, SQLite reads a JSON array of rows through json_each
+ * (doubles round-trip exactly). The columns are named as given; `rows` holds one tuple per row.
+ */
+export function rowsAsTable(
+  engine: Engine,
+  columns: ReadonlyArray<readonly [name: string, type: 'int' | 'int8' | 'float8']>,
+  rows: ReadonlyArray<ReadonlyArray<number | null>>,
+): RawBuilder<unknown> {
+  if (engine === 'postgres') {
+    const arrays = columns.map(
+      ([, type], i) => sql`${rows.map((row) => row[i] ?? null)}::${sql.raw(type)}[]`,
+    );
+    const names = sql.join(columns.map(([name]) => sql.ref(name)));
+    return sql`(select * from unnest(${sql.join(arrays)}) as rows(${names}))`;
+  }
+  const values = sql.join(columns.map(([name], i) => sql`value ->> ${sql.lit(i)} as ${sql.ref(name)}`));
+  return sql`(select ${values} from json_each(${JSON.stringify(rows)}))`;
+}
+
+/**
  * The percentile of the halved values. Both engines interpolate as a + (b - a) * t, and b - a
  * overflows between values of opposite signs beyond half the double range (-1.5e308 and 1.5e308)
  * where the percentile itself does not: twice this one is then the answer, as exact (halving such

@@ -13,6 +13,8 @@ const statusByCode = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   TOO_MANY_REQUESTS: 429,
   DATABASE_UNAVAILABLE: 503,
+  STATISTICS_BUSY: 503,
+  STATISTICS_TIMEOUT: 503,
 } as const;
 
 export type ErrorCode = keyof typeof statusByCode;

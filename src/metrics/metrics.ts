@@ -19,6 +19,15 @@ export interface Metrics {
   readonly groupCommitReadings: Histogram;
   /** Rows of reading_minutes merged (inserted or updated) by the inserts. */
   readonly minuteRollupsMerged: Counter;
+  /** Heavy queries (statistics, series) waiting for a slot, and running. */
+  readonly heavyQueriesWaiting: Gauge;
+  readonly heavyQueriesRunning: Gauge;
+  /** How long each heavy query waited for a slot, and how long it ran (by outcome: ok, error, timeout). */
+  readonly heavyQueryWait: Histogram<'query'>;
+  readonly heavyQueryRun: Histogram<'query' | 'outcome'>;
+  /** Heavy queries stopped at STATISTICS_TIMEOUT_MS, and refused because the queue was full. */
+  readonly heavyQueryTimeouts: Counter<'query'>;
+  readonly heavyQueryRejections: Counter<'query'>;
 }
 
 export function createMetrics(pool?: pg.Pool): Metrics {
@@ -49,6 +58,42 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     minuteRollupsMerged: new Counter({
       name: 'statistics_minute_rollups_merged_total',
       help: 'Per-minute rollup rows (reading_minutes) inserted or updated by the reading inserts',
+      registers,
+    }),
+    heavyQueriesWaiting: new Gauge({
+      name: 'statistics_heavy_queries_waiting',
+      help: 'Heavy queries (statistics, series) waiting for a slot (at most STATISTICS_QUEUE)',
+      registers,
+    }),
+    heavyQueriesRunning: new Gauge({
+      name: 'statistics_heavy_queries_running',
+      help: 'Heavy queries running (at most STATISTICS_CONCURRENCY)',
+      registers,
+    }),
+    heavyQueryWait: new Histogram({
+      name: 'statistics_heavy_query_wait_seconds',
+      help: 'How long a heavy query waited for a slot, by query',
+      labelNames: ['query'],
+      buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    heavyQueryRun: new Histogram({
+      name: 'statistics_heavy_query_run_seconds',
+      help: 'How long a heavy query ran, by query and outcome (ok, error, timeout)',
+      labelNames: ['query', 'outcome'],
+      buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    heavyQueryTimeouts: new Counter({
+      name: 'statistics_heavy_query_timeouts_total',
+      help: 'Heavy queries stopped at STATISTICS_TIMEOUT_MS (answered 503), by query',
+      labelNames: ['query'],
+      registers,
+    }),
+    heavyQueryRejections: new Counter({
+      name: 'statistics_heavy_query_rejections_total',
+      help: 'Heavy queries refused with a 503 because STATISTICS_QUEUE were already waiting, by query',
+      labelNames: ['query'],
       registers,
     }),
   };

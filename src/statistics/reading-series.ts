@@ -68,7 +68,7 @@ export async function readingSeries(
   return parts.length === 1 ? rows : mergeBuckets(rows);
 }
 
-type SeriesSelection = ReadingSelection & {
+export type SeriesSelection = ReadingSelection & {
   attrs: Attribute[];
   withMedian: boolean;
   /** Medians of the halved values (see halvedPercentile), for the buckets where a median overflowed. */

@@ -1,15 +1,8 @@
-import { type Expression, type Kysely, type RawBuilder, sql } from 'kysely';
-import {
-  type Engine,
-  halvedPercentile,
-  isNumericOverflow,
-  percentile,
-  percentileOverflowed,
-  square,
-} from '../db/dialect.js';
-import type { Database } from '../db/tables.js';
+import { type RawBuilder, sql } from 'kysely';
+import { isNumericOverflow, percentileOverflowed, sortedPercentiles, square } from '../db/dialect.js';
+import { type Reader, readPercentiles } from '../db/reader.js';
 import type { Attribute, Statistics } from './schemas.js';
-import { type ReadingSelection, selectedReadings } from './selection.js';
+import { type ReadingSelection, selectionFilter } from './selection.js';
 
 export interface StatisticsRequest extends ReadingSelection {
   attrs: Attribute[];
@@ -24,54 +17,103 @@ export interface StatisticsGroup {
   byAttr: Partial<Record<Attribute, Statistics>>;
 }
 
+/** What the database answers for one value of one group. */
+interface ValueAggregates {
+  count: number;
+  min: number | null;
+  max: number | null;
+  sum: number | null;
+  /** The sum of squared deviations from the mean (the variance's second pass). */
+  squares: number | null;
+  /** The median, then each requested percentile. */
+  percentiles: Array<number | null>;
+}
+
+interface GroupAggregates {
+  deviceId: number | null;
+  byAttr: Partial<Record<Attribute, ValueAggregates>>;
+}
+
+type Measure = 'count' | 'min' | 'max' | 'sum' | 'squares';
+
+/** One row of the aggregate query: `x_count`, `x_min`, ..., `x_percentiles` for each value asked. */
+type AggregateRow = { device_id?: number } & Partial<Record<`${Attribute}_${Measure}`, number | null>> &
+  Partial<Record<`${Attribute}_percentiles`, number[] | number | null>>;
+
+/** Which sums a query computes for a value: with the squared deviations, the sum alone, or none. */
+type Sums = 'full' | 'sum';
+
 /**
- * Every statistic of every requested value in one query over the selection, done by the database:
- * count, min, max, sum, median and percentiles in one scan, and the squared deviations from the
- * mean (for the variance) in a second one, the numerically stable two-pass way.
+ * Every statistic of every requested value, done by the database in two passes over the selection:
+ * the count and mean of each value first, then count, min, max, sum, the squared deviations from that
+ * mean (the numerically stable two-pass variance) and the median and percentiles from one sorted copy
+ * of each value (see sortedPercentiles): about 8 bytes per selected reading per value asked.
  */
 export async function readingStatistics(
-  db: Kysely<Database>,
-  engine: Engine,
+  reader: Reader,
   request: StatisticsRequest,
 ): Promise<StatisticsGroup[]> {
-  let rows: Row[];
+  const fractions = [0.5, ...request.percentiles.map((p) => p / 100)];
+  let groups: GroupAggregates[];
   try {
-    rows = await aggregate(
-      db,
-      engine,
-      request,
-      Object.fromEntries(request.attrs.map((attr) => [attr, 'full'])),
+    groups = await mayOverflow(reader, () =>
+      aggregate(reader, request, fractions, allSums(request.attrs, 'full')),
     );
   } catch (error) {
     if (!isNumericOverflow(error)) throw error;
-    rows = await aggregateSumsOneByOne(db, engine, request);
+    groups = await aggregateSumsOneByOne(reader, request, fractions);
   }
-  await recomputeOverflowedPercentiles(db, engine, request, rows);
-  const groups = rows.map((row) => toGroup(row, request));
+  await recomputeOverflowedPercentiles(reader, request, fractions, groups);
+  const answers = groups.map((group) => toGroup(group, request));
   // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
-  return request.groupByDevice || groups.length > 0 ? groups : [toGroup({}, request)];
+  return request.groupByDevice || answers.length > 0
+    ? answers
+    : [toGroup({ deviceId: null, byAttr: {} }, request)];
 }
 
-type Row = Record<string, unknown>;
-/** Which sums a query computes for a value: with the squared deviations, the sum alone, or none. */
-type Sums = 'full' | 'sum';
+/**
+ * A query whose sums may overflow: PostgreSQL raises, and then refuses every later statement of the
+ * transaction heavy queries run in, so there it runs under a savepoint that the failure rolls back to.
+ */
+async function mayOverflow<T>(reader: Reader, query: () => Promise<T>): Promise<T> {
+  if (reader.engine === 'sqlite') return query();
+  await sql`savepoint sums`.execute(reader.db);
+  try {
+    const answer = await query();
+    await sql`release savepoint sums`.execute(reader.db);
+    return answer;
+  } catch (error) {
+    await sql`rollback to savepoint sums`.execute(reader.db);
+    throw error;
+  }
+}
+
+const allSums = (attrs: Attribute[], sums: Sums) =>
+  Object.fromEntries(attrs.map((attr) => [attr, sums])) as Partial<Record<Attribute, Sums>>;
 
 /**
  * A sum beyond the double range: PostgreSQL raises where SQLite answers Infinity. Everything but
  * the sums is answered first, then each value's sums on their own (per device when grouped), so
  * one overflow blanks only the sums it concerns: another value or device keeps its own.
  */
-async function aggregateSumsOneByOne(db: Kysely<Database>, engine: Engine, request: StatisticsRequest) {
-  const rows = await aggregate(db, engine, request, {});
+async function aggregateSumsOneByOne(
+  reader: Reader,
+  request: StatisticsRequest,
+  fractions: number[],
+): Promise<GroupAggregates[]> {
+  const groups = await aggregate(reader, request, fractions, {});
   for (const attr of request.attrs) {
-    for (const row of rows) {
-      const deviceId = request.groupByDevice ? Number(row.device_id) : request.deviceId;
-      const alone = { ...request, attrs: [attr], percentiles: [], groupByDevice: false, deviceId };
+    for (const group of groups) {
+      const deviceId = request.groupByDevice ? (group.deviceId ?? undefined) : request.deviceId;
+      const alone = { ...request, attrs: [attr], groupByDevice: false, deviceId };
+      const values = group.byAttr[attr];
       for (const sums of ['full', 'sum'] as const) {
         try {
-          const [sumsRow = {}] = await aggregate(db, engine, alone, { [attr]: sums });
-          row[`${attr}_sum`] = sumsRow[`${attr}_sum`];
-          row[`${attr}_squares`] = sumsRow[`${attr}_squares`];
+          const [answer] = await mayOverflow(reader, () => aggregate(reader, alone, [], { [attr]: sums }));
+          if (values) {
+            values.sum = answer?.byAttr[attr]?.sum ?? null;
+            values.squares = answer?.byAttr[attr]?.squares ?? null;
+          }
           break;
         } catch (error) {
           if (!isNumericOverflow(error)) throw error;
@@ -79,105 +121,123 @@ async function aggregateSumsOneByOne(db: Kysely<Database>, engine: Engine, reque
       }
     }
   }
-  return rows;
+  return groups;
 }
 
 /**
- * A percentile between values of opposite signs beyond half the double range (a median of -1.5e308
- * and 1.5e308) overflows in the database's interpolation: such percentiles, and only those, are
- * computed again from the halved values (see halvedPercentile) and doubled.
+ * PostgreSQL interpolates as a + (b - a) * t, and b - a overflows between values of opposite signs
+ * beyond half the double range (a median of -1.5e308 and 1.5e308) where the percentile itself does
+ * not: such percentiles, and only those, are computed again from the halved values (exact) and
+ * doubled. SQLite's sorted values are interpolated without the overflow (percentileOfSorted).
  */
 async function recomputeOverflowedPercentiles(
-  db: Kysely<Database>,
-  engine: Engine,
+  reader: Reader,
   request: StatisticsRequest,
-  rows: Row[],
+  fractions: number[],
+  groups: GroupAggregates[],
 ): Promise<void> {
-  const columns = request.attrs.flatMap((attr) =>
-    [`${attr}_median`, ...request.percentiles.map((_, i) => `${attr}_p${i}`)].map((name) => ({ attr, name })),
-  );
-  const overflowed = (row: Row) =>
-    columns.filter(({ attr, name }) => percentileOverflowed(Number(row[`${attr}_count`] ?? 0), row[name]));
-  if (!rows.some((row) => overflowed(row).length > 0)) return;
-  const halves = await aggregate(db, engine, request, {}, true);
-  for (const row of rows) {
-    const half = request.groupByDevice ? halves.find((h) => h.device_id === row.device_id) : halves[0];
-    for (const { name } of overflowed(row)) row[name] = 2 * Number(half?.[name]);
-  }
-}
-
-async function aggregate(
-  db: Kysely<Database>,
-  engine: Engine,
-  request: StatisticsRequest,
-  sumsOf: Partial<Record<Attribute, Sums>>,
-  halvedPercentiles = false,
-): Promise<Row[]> {
-  const { attrs, percentiles, groupByDevice } = request;
-  // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
-  const column = (table: 'selected' | 'means', name: string) => sql.ref<number>(`${table}.${name}`);
-  const columns: Record<string, RawBuilder<unknown>> = {};
-  for (const attr of attrs) {
-    const value = column('selected', attr);
-    columns[`${attr}_count`] = sql`count(${value})`;
-    columns[`${attr}_min`] = sql`min(${value})`;
-    columns[`${attr}_max`] = sql`max(${value})`;
-    const percentileOf = halvedPercentiles ? halvedPercentile : percentile;
-    columns[`${attr}_median`] = percentileOf(engine, value, 0.5);
-    percentiles.forEach((p, i) => {
-      columns[`${attr}_p${i}`] = percentileOf(engine, value, p / 100);
-    });
-    const sums = sumsOf[attr];
-    if (sums) columns[`${attr}_sum`] = sql`sum(${value})`;
-    if (sums === 'full') {
-      columns[`${attr}_squares`] =
-        sql`sum(${square(engine, sql`(${value} - ${column('means', `${attr}_mean`)})`)})`;
+  const overflowed = (values: ValueAggregates | undefined) =>
+    values ? values.percentiles.some((p) => percentileOverflowed(values.count, p)) : false;
+  const affected = groups.filter((group) => request.attrs.some((attr) => overflowed(group.byAttr[attr])));
+  if (affected.length === 0) return;
+  const halves = await aggregate(reader, request, fractions, {}, true);
+  for (const group of affected) {
+    const half = halves.find((h) => h.deviceId === group.deviceId);
+    for (const attr of request.attrs) {
+      const values = group.byAttr[attr];
+      if (!values || !overflowed(values)) continue;
+      values.percentiles = values.percentiles.map((p, i) => {
+        if (!percentileOverflowed(values.count, p)) return p;
+        const halved = half?.byAttr[attr]?.percentiles[i];
+        return halved === null || halved === undefined ? null : 2 * halved;
+      });
     }
   }
-
-  const rows = await db
-    .with('selected', () =>
-      selectedReadings(db, request).select(['data.device_id', 'data.x', 'data.y', 'data.z']),
-    )
-    .with('means', (qb) =>
-      qb
-        .selectFrom('selected')
-        .select((eb) => [
-          ...(groupByDevice ? [eb.ref('selected.device_id').as('device_id')] : []),
-          ...attrs.map((attr) =>
-            eb.fn.avg(column('selected', attr) as Expression<number>).as(`${attr}_mean`),
-          ),
-        ])
-        .$if(groupByDevice, (q) => q.groupBy('selected.device_id')),
-    )
-    .selectFrom('selected')
-    .$if(groupByDevice, (q) => q.innerJoin('means', 'means.device_id', 'selected.device_id'))
-    .$if(!groupByDevice, (q) => q.crossJoin('means'))
-    .select(() => [
-      ...(groupByDevice ? [sql<number>`selected.device_id`.as('device_id')] : []),
-      ...Object.entries(columns).map(([alias, expression]) => expression.as(alias)),
-    ])
-    .$if(groupByDevice, (q) => q.groupBy('selected.device_id').orderBy('selected.device_id'))
-    .execute();
-
-  return rows as Row[];
 }
 
-function toGroup(row: Record<string, unknown>, { attrs, percentiles }: StatisticsRequest): StatisticsGroup {
-  const byAttr: StatisticsGroup['byAttr'] = {};
+/**
+ * The aggregates of the selection (per device when grouped): the means and counts in a first pass,
+ * joined to the readings for the second. Both passes read the readings through the same selection
+ * filter, so each is an index range scan where the filter allows it.
+ */
+async function aggregate(
+  reader: Reader,
+  request: StatisticsRequest,
+  fractions: number[],
+  sumsOf: Partial<Record<Attribute, Sums>>,
+  halvedValues = false,
+): Promise<GroupAggregates[]> {
+  const { db, engine } = reader;
+  const { attrs, groupByDevice } = request;
+  const filter = selectionFilter(request);
+  const column = (name: string) => sql.ref(name);
+  const meanColumns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
+  const columns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
+  // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
   for (const attr of attrs) {
-    const count = Number(row[`${attr}_count`] ?? 0);
-    const sum = count === 0 ? 0 : finiteOrNull(row[`${attr}_sum`]);
-    const squares = finiteOrNull(row[`${attr}_squares`]);
+    const value = sql.ref<number>(`data.${attr}`);
+    meanColumns.push(sql`avg(${value}) as ${column(`${attr}_mean`)}`);
+    meanColumns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
+    columns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
+    columns.push(sql`min(${value}) as ${column(`${attr}_min`)}`);
+    columns.push(sql`max(${value}) as ${column(`${attr}_max`)}`);
+    if (fractions.length > 0) {
+      const sorted = halvedValues ? sql<number>`(${value} * 0.5)` : value;
+      const expected = sql.ref<number>(`means.${attr}_count`);
+      columns.push(
+        sql`${sortedPercentiles(engine, sorted, fractions, expected)} as ${column(`${attr}_percentiles`)}`,
+      );
+    }
+    const sums = sumsOf[attr];
+    if (sums) columns.push(sql`sum(${value}) as ${column(`${attr}_sum`)}`);
+    if (sums === 'full') {
+      const deviation = sql<number>`(${value} - ${sql.ref(`means.${attr}_mean`)})`;
+      columns.push(sql`sum(${square(engine, deviation)}) as ${column(`${attr}_squares`)}`);
+    }
+  }
+  const grouped = groupByDevice ? sql`group by data.device_id` : sql``;
+  const means = sql`(select ${sql.join(meanColumns)} from data where ${filter} ${grouped}) as means`;
+  const { rows } = await sql<AggregateRow>`
+    select ${sql.join(columns)}
+    from data ${groupByDevice ? sql`join ${means} on means.device_id = data.device_id` : sql`cross join ${means}`}
+    where ${filter}
+    ${grouped}
+    ${groupByDevice ? sql`order by data.device_id` : sql``}`.execute(db);
+  return rows.map((row) => ({
+    deviceId: row.device_id ?? null,
+    byAttr: Object.fromEntries(
+      attrs.map((attr) => [
+        attr,
+        {
+          count: Number(row[`${attr}_count`] ?? 0),
+          min: row[`${attr}_min`] ?? null,
+          max: row[`${attr}_max`] ?? null,
+          sum: row[`${attr}_sum`] ?? null,
+          squares: row[`${attr}_squares`] ?? null,
+          percentiles: readPercentiles(reader, row[`${attr}_percentiles`], fractions),
+        },
+      ]),
+    ),
+  }));
+}
+
+function toGroup({ deviceId, byAttr }: GroupAggregates, { attrs, percentiles }: StatisticsRequest) {
+  const answer: StatisticsGroup = { deviceId, byAttr: {} };
+  for (const attr of attrs) {
+    const values = byAttr[attr];
+    const count = values?.count ?? 0;
+    const sum = count === 0 ? 0 : finiteOrNull(values?.sum);
+    const squares = finiteOrNull(values?.squares);
     const variancePopulation = count > 0 && squares !== null ? squares / count : null;
     const varianceSample = count > 1 && squares !== null ? squares / (count - 1) : null;
-    byAttr[attr] = {
+    const [median, ...requested] = values?.percentiles ?? [];
+    answer.byAttr[attr] = {
       count,
-      min: finiteOrNull(row[`${attr}_min`]),
-      max: finiteOrNull(row[`${attr}_max`]),
+      min: finiteOrNull(values?.min),
+      max: finiteOrNull(values?.max),
       sum,
       mean: count === 0 || sum === null ? null : finiteOrNull(sum / count),
-      median: finiteOrNull(row[`${attr}_median`]),
+      median: finiteOrNull(median),
       variance: varianceSample,
       stddev: varianceSample === null ? null : Math.sqrt(varianceSample),
       variance_population: variancePopulation,
@@ -185,17 +245,17 @@ function toGroup(row: Record<string, unknown>, { attrs, percentiles }: Statistic
       ...(percentiles.length > 0
         ? {
             percentiles: Object.fromEntries(
-              percentiles.map((p, i) => [String(p), finiteOrNull(row[`${attr}_p${i}`])]),
+              percentiles.map((p, i) => [String(p), finiteOrNull(requested[i])]),
             ),
           }
         : {}),
     };
   }
-  return { deviceId: row.device_id === undefined ? null : Number(row.device_id), byAttr };
+  return answer;
 }
 
 /** JSON has no Infinity: a sum that overflowed is reported as null rather than as broken JSON. */
-function finiteOrNull(value: unknown): number | null {
+function finiteOrNull(value: number | null | undefined): number | null {
   if (value === null || value === undefined) return null;
   const number = Number(value);
   return Number.isFinite(number) ? number : null;

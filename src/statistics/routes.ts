@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
-import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
-import { readingStatistics, type StatisticsGroup } from './reading-statistics.js';
+import type { HeavyQueries } from './heavy-runner.js';
+import type { StatisticsGroup } from './reading-statistics.js';
 import {
   type Attribute,
   MAX_PERCENTILES,
@@ -22,7 +22,7 @@ import { requireSelectable } from './selection.js';
 
 export interface StatisticsRoutesOptions {
   db: Kysely<Database>;
-  engine: Engine;
+  heavy: HeavyQueries;
   /** STATISTICS_KEYS: `original` answers the original service's keys, in its order. */
   keys: 'english' | 'original';
 }
@@ -33,13 +33,13 @@ const description =
 
 export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions> = async (
   app,
-  { db, engine, keys },
+  { db, heavy, keys },
 ) => {
   const Answer = keys === 'original' ? OriginalStatisticsAnswer : StatisticsAnswer;
   const named = keys === 'original' ? toOriginalKeys : (statistics: Statistics) => statistics;
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);
-    const groups = await readingStatistics(db, engine, {
+    const groups = await heavy.run('statistics', {
       attrs,
       percentiles: parsePercentiles(query.percentiles),
       groupByDevice: query.group_by === 'device',

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, EpochMs } from '../db/tables.js';
 import { findDeviceOwner } from '../devices/queries.js';
 import { notFound } from '../http/errors.js';
@@ -14,18 +14,30 @@ export interface ReadingSelection {
   end?: EpochMs;
 }
 
-/** `from data where <the selection>`, for a statistics query to select its aggregates from. */
-export function selectedReadings(db: Kysely<Database>, { deviceId, ownerId, start, end }: ReadingSelection) {
-  let query = db.selectFrom('data');
-  if (deviceId !== undefined) query = query.where('data.device_id', '=', deviceId);
+/**
+ * The selection as one condition on a relation of readings (`data`, or the rollups `reading_minutes`
+ * with their `minute`): every filter given, together; `true` when none is. The one place the
+ * selection becomes SQL, for statistics, series and listings alike.
+ */
+export function selectionFilter(
+  { deviceId, ownerId, start, end }: ReadingSelection,
+  table: 'data' | 'r' = 'data',
+  time: 'created_at' | 'minute' = 'created_at',
+): RawBuilder<boolean> {
+  const column = (name: string) => sql.ref(`${table}.${name}`);
+  const conditions: RawBuilder<unknown>[] = [];
+  if (deviceId !== undefined) conditions.push(sql`${column('device_id')} = ${deviceId}`);
   if (ownerId !== undefined) {
-    query = query.where('data.device_id', 'in', (eb) =>
-      eb.selectFrom('devices').select('devices.id').where('devices.user_id', '=', ownerId),
-    );
+    conditions.push(sql`${column('device_id')} in (select id from devices where user_id = ${ownerId})`);
   }
-  if (start !== undefined) query = query.where('data.created_at', '>=', start);
-  if (end !== undefined) query = query.where('data.created_at', '<=', end);
-  return query;
+  if (start !== undefined) conditions.push(sql`${column(time)} >= ${start}`);
+  if (end !== undefined) conditions.push(sql`${column(time)} <= ${end}`);
+  return conditions.length === 0 ? sql<boolean>`true` : sql<boolean>`${sql.join(conditions, sql` and `)}`;
+}
+
+/** `from data where <the selection>`, for a query to select from. */
+export function selectedReadings(db: Kysely<Database>, selection: ReadingSelection) {
+  return db.selectFrom('data').where(selectionFilter(selection));
 }
 
 /**

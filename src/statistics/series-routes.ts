@@ -2,19 +2,19 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import { ReadingFilters } from '../data/schemas.js';
-import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id } from '../http/schemas.js';
-import { type BucketRow, readingSeries, selectedReadingTime } from './reading-series.js';
+import type { HeavyQueries } from './heavy-runner.js';
+import { type BucketRow, selectedReadingTime } from './reading-series.js';
 import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { requireSelectable } from './selection.js';
 import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-buckets.js';
 
 export interface SeriesRoutesOptions {
   db: Kysely<Database>;
-  engine: Engine;
+  heavy: HeavyQueries;
   maxSeriesBuckets: number;
 }
 
@@ -74,7 +74,7 @@ type SeriesBucket = Static<typeof SeriesBucket>;
 
 export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = async (
   app,
-  { db, engine, maxSeriesBuckets },
+  { db, heavy, maxSeriesBuckets },
 ) => {
   app.get(
     '/analyze_statistics/series',
@@ -123,7 +123,10 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
           'value_error.too_many_buckets',
         );
       }
-      const rows = await readingSeries(db, engine, { ...selection, attrs, withMedian: median }, boundaries);
+      const rows = await heavy.run('series', {
+        selection: { ...selection, attrs, withMedian: median },
+        boundaries,
+      });
       return fillBuckets(rows, { boundaries, zone: tz, fill, attrs, withMedian: median });
     },
   );

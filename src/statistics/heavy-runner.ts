@@ -1,0 +1,154 @@
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Kysely, sql } from 'kysely';
+import PQueue from 'p-queue';
+import { Piscina } from 'piscina';
+import type { OpenedDatabase } from '../db/database.js';
+import type { Database } from '../db/tables.js';
+import { DomainError } from '../http/errors.js';
+import type { Metrics } from '../metrics/metrics.js';
+import {
+  type HeavyInput,
+  type HeavyOutput,
+  type HeavyQueryName,
+  type HeavyTask,
+  runHeavyQuery,
+} from './heavy-queries.js';
+
+/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY and STATISTICS_QUEUE. */
+export interface HeavyQuerySettings {
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly queue: number;
+}
+
+/**
+ * Runs the queries that may scan many readings (heavy-queries.ts) off the event loop: at most
+ * `concurrency` at once, at most `queue` waiting (beyond that a 503 with Retry-After at once), and
+ * each answered within `timeoutMs` of its arrival, waiting included (a 503 then, never a hang).
+ */
+export interface HeavyQueries {
+  run<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
+  close(): Promise<void>;
+}
+
+/** Runs one task within `remainingMs`; `deadline` aborts when the time is up. */
+type Execute = (task: HeavyTask, deadline: AbortSignal, remainingMs: number) => Promise<unknown>;
+
+/** The engine's way is chosen once: SQLite's worker threads, or PostgreSQL's pool with a statement_timeout. */
+export function createHeavyQueries(
+  database: OpenedDatabase,
+  settings: HeavyQuerySettings,
+  metrics: Metrics,
+): HeavyQueries {
+  const engine = database.engine === 'sqlite' ? sqliteWorkers(database, settings) : postgresPool(database.db);
+  const queue = new PQueue({ concurrency: settings.concurrency });
+  const counts = () => {
+    metrics.heavyQueriesWaiting.set(queue.size);
+    metrics.heavyQueriesRunning.set(queue.pending);
+  };
+  return {
+    async run(name, input) {
+      if (queue.pending >= settings.concurrency && queue.size >= settings.queue) {
+        metrics.heavyQueryRejections.inc({ query: name });
+        throw new DomainError(
+          'STATISTICS_BUSY',
+          `${settings.concurrency} statistics queries are running and ${settings.queue} waiting: retry shortly`,
+          1,
+        );
+      }
+      const arrived = performance.now();
+      const deadline = AbortSignal.timeout(settings.timeoutMs);
+      let started: number | undefined;
+      try {
+        const answer = queue.add(
+          () => {
+            started = performance.now();
+            metrics.heavyQueryWait.observe({ query: name }, (started - arrived) / 1000);
+            counts();
+            return engine.execute({ name, input }, deadline, settings.timeoutMs - (started - arrived));
+          },
+          { signal: deadline },
+        );
+        counts();
+        const output = (await answer) as HeavyOutput<typeof name>;
+        metrics.heavyQueryRun.observe({ query: name, outcome: 'ok' }, seconds(started));
+        return output;
+      } catch (error) {
+        const timedOut = deadline.aborted || isStatementTimeout(error);
+        metrics.heavyQueryRun.observe(
+          { query: name, outcome: timedOut ? 'timeout' : 'error' },
+          seconds(started),
+        );
+        if (!timedOut) throw error;
+        metrics.heavyQueryTimeouts.inc({ query: name });
+        throw new DomainError(
+          'STATISTICS_TIMEOUT',
+          `The query took longer than STATISTICS_TIMEOUT_MS (${settings.timeoutMs} ms) and was stopped: ` +
+            'narrow the date range or the devices, or ask for fewer values',
+          5,
+        );
+      } finally {
+        counts();
+      }
+    },
+    async close() {
+      queue.clear();
+      await engine.close();
+    },
+  };
+}
+
+const seconds = (since: number | undefined) => (since === undefined ? 0 : (performance.now() - since) / 1000);
+
+/** PostgreSQL cancelled the statement at its statement_timeout. */
+function isStatementTimeout(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '57014';
+}
+
+/**
+ * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection.
+ * Threads start at the first heavy query and end after a minute idle. At the deadline the task's
+ * worker is terminated: statistics stop at once (their sorted_values aggregate runs JavaScript per
+ * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
+ * the dying thread, but the request is answered at the deadline all the same.
+ */
+function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
+  const path = database.sqlitePath;
+  if (path === undefined || path === ':memory:') {
+    throw new Error('heavy queries on SQLite need a database file that worker threads can open');
+  }
+  // The worker is TypeScript under tsx (tests, npm run dev) and JavaScript once built (npm start).
+  const here = fileURLToPath(import.meta.url);
+  const pool = new Piscina({
+    filename: new URL(`./heavy-worker${extname(here)}`, import.meta.url).href,
+    minThreads: 0,
+    maxThreads: settings.concurrency,
+    idleTimeout: 60_000,
+    workerData: { path },
+  });
+  return {
+    execute: ((task, deadline) => pool.run(task, { signal: deadline })) satisfies Execute,
+    close: () => pool.destroy(),
+  };
+}
+
+/**
+ * PostgreSQL: the pool's connections, each query in a read-only repeatable-read transaction (one
+ * snapshot for all its statements) whose statement_timeout is the time left to the deadline.
+ */
+function postgresPool(db: Kysely<Database>) {
+  return {
+    execute: ((task, _deadline, remainingMs) =>
+      db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .setAccessMode('read only')
+        .execute(async (trx) => {
+          const timeout = String(Math.max(1, Math.floor(remainingMs)));
+          await sql`select set_config('statement_timeout', ${timeout}, true)`.execute(trx);
+          return runHeavyQuery({ engine: 'postgres', db: trx }, task);
+        })) satisfies Execute,
+    close: async () => {},
+  };
+}
