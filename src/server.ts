@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
-import { openDatabase, SQLITE_LOCK_WAIT_MS } from './db/database.js';
+import { openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { Lifecycle } from './health/lifecycle.js';
 import { listenForMetrics } from './metrics/routes.js';
@@ -28,16 +28,16 @@ export interface RunningServer {
  * route but the health ones answer 503 until it is done.
  */
 export async function startServer(config: Config): Promise<RunningServer> {
-  const database = openDatabase(config.databaseUrl, SQLITE_LOCK_WAIT_MS.server);
+  const database = openDatabase(config.databaseUrl, 'server');
   const lifecycle = new Lifecycle('starting');
   let app: FastifyInstance;
   try {
     app = await buildApp(config, database, lifecycle);
   } catch (error) {
-    await database.db.destroy();
+    await database.close();
     throw error;
   }
-  app.addHook('onClose', async () => database.db.destroy());
+  app.addHook('onClose', () => database.close());
   let metricsServer: Server | undefined;
   try {
     await app.listen({

@@ -17,6 +17,7 @@ import {
   type ValueNode,
 } from 'kysely';
 import pg from 'pg';
+import { Checkpointer } from './checkpointer.js';
 import type { Engine } from './dialect.js';
 import type { Database } from './tables.js';
 
@@ -27,6 +28,8 @@ export interface OpenedDatabase {
   pool?: pg.Pool;
   /** The SQLite file, which heavy-query workers open read-only beside this connection. */
   sqlitePath?: string;
+  /** Closes the database handle (and, for a server on SQLite, its checkpointer first). */
+  close(): Promise<void>;
 }
 
 /**
@@ -37,20 +40,29 @@ export interface OpenedDatabase {
  */
 export const SQLITE_LOCK_WAIT_MS = { server: 50, tool: 5000 } as const;
 
-/** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and destroys it. */
-export function openDatabase(
-  url: string,
-  sqliteLockWaitMs: number = SQLITE_LOCK_WAIT_MS.tool,
-): OpenedDatabase {
+/** Who opens the database: the server, or a command line tool (see SQLITE_LOCK_WAIT_MS and Checkpointer). */
+export type DatabaseRole = keyof typeof SQLITE_LOCK_WAIT_MS;
+
+/** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and closes it. */
+export function openDatabase(url: string, role: DatabaseRole = 'tool'): OpenedDatabase {
   if (url.startsWith('sqlite:')) {
     const sqlitePath = url.slice('sqlite:'.length);
-    return { db: openSqlite(sqlitePath, sqliteLockWaitMs), engine: 'sqlite', sqlitePath };
+    // A tool keeps SQLite's own checkpoints in its commits; the server checkpoints in a thread of its own.
+    const checkpointed = role === 'server' && sqlitePath !== ':memory:';
+    const db = openSqlite(sqlitePath, SQLITE_LOCK_WAIT_MS[role], !checkpointed);
+    const checkpointer = checkpointed ? new Checkpointer(sqlitePath) : undefined;
+    const close = async () => {
+      await checkpointer?.stop();
+      await db.destroy();
+    };
+    return { db, engine: 'sqlite', sqlitePath, close };
   }
   const pool = openPostgresPool(url);
-  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), engine: 'postgres', pool };
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, engine: 'postgres', pool, close: () => db.destroy() };
 }
 
-function openSqlite(path: string, lockWaitMs: number): Kysely<Database> {
+function openSqlite(path: string, lockWaitMs: number, autoCheckpoint: boolean): Kysely<Database> {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const connection = new SQLite(path);
   // WAL lets statistics read while readings are written. synchronous=NORMAL in WAL mode keeps every
@@ -60,6 +72,7 @@ function openSqlite(path: string, lockWaitMs: number): Kysely<Database> {
   connection.pragma('foreign_keys = ON');
   connection.pragma(`busy_timeout = ${lockWaitMs}`);
   connection.pragma('cache_size = -65536');
+  if (!autoCheckpoint) connection.pragma('wal_autocheckpoint = 0');
   return sqliteKysely(connection);
 }
 

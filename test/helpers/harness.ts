@@ -8,7 +8,7 @@ import type { Kysely } from 'kysely';
 import pg from 'pg';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { openDatabase, SQLITE_LOCK_WAIT_MS } from '../../src/db/database.js';
+import { type OpenedDatabase, openDatabase } from '../../src/db/database.js';
 import type { Engine } from '../../src/db/dialect.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/tables.js';
@@ -70,6 +70,7 @@ export class Harness {
   db!: Kysely<Database>;
   config!: Config;
   #database!: FreshDatabase;
+  #opened!: OpenedDatabase;
 
   constructor(readonly engine: Engine) {}
 
@@ -81,8 +82,9 @@ export class Harness {
   async open(overrides: Record<string, string> = {}): Promise<void> {
     this.config = testConfig(this.#database.url, overrides);
     // As the server opens it (src/server.ts).
-    const database = openDatabase(this.config.databaseUrl, SQLITE_LOCK_WAIT_MS.server);
+    const database = openDatabase(this.config.databaseUrl, 'server');
     await migrateToLatest(database.db);
+    this.#opened = database;
     this.db = database.db;
     this.app = await buildApp(this.config, database);
     await this.app.ready();
@@ -91,7 +93,7 @@ export class Harness {
   /** Closes the app and the database handle, keeping the database itself. */
   async close(): Promise<void> {
     await this.app.close();
-    await this.db.destroy();
+    await this.#opened.close();
   }
 
   async stop(): Promise<void> {
