@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, EpochMs, ReadingsTable } from '../db/tables.js';
 import { toIsoString } from '../http/dates.js';
+import { selectionFilter } from '../statistics/selection.js';
 import type { Reading } from './schemas.js';
 
 const toReading = (row: Selectable<ReadingsTable>): Reading => ({
@@ -27,10 +28,8 @@ export async function listReadings(db: Kysely<Database>, page: ReadingPage): Pro
     .selectAll()
     .orderBy('created_at')
     .orderBy('id')
-    .limit(page.limit + 1);
-  if (page.deviceId !== undefined) query = query.where('device_id', '=', page.deviceId);
-  if (page.start !== undefined) query = query.where('created_at', '>=', page.start);
-  if (page.end !== undefined) query = query.where('created_at', '<=', page.end);
+    .limit(page.limit + 1)
+    .where(selectionFilter(page));
   const after = page.after;
   if (after) {
     query = query.where((eb) =>

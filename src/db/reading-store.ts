@@ -1,5 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, greater, ieeeAdd, ieeeSum, lesser } from './dialect.js';
+import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable } from './dialect.js';
 import type { Database, EpochMs } from './tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
@@ -40,14 +40,16 @@ export async function insertReadingRows(
   const minutes = upsertMinuteRollups(engine, minuteRollupRows(engine, rollups));
   const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
   const idColumn = ids ? sql`id, ` : sql``;
+  const readings = rowsAsTable(
+    engine,
+    [...(ids ? ([['id', 'int8']] as const) : []), ...READING_COLUMNS],
+    rows.map((r, i) => [...(ids ? [ids[i] as number] : []), r.device_id, r.x, r.y, r.z, r.created_at]),
+  );
   if (engine === 'postgres') {
     const result = await sql<{ id: number }>`
       with inserted as (
         insert into data (${idColumn}device_id, x, y, z, created_at)
-        select * from unnest(${ids ? sql`${ids}::int8[], ` : sql``}
-          ${rows.map((r) => r.device_id)}::int[], ${rows.map((r) => r.x)}::float8[],
-          ${rows.map((r) => r.y)}::float8[], ${rows.map((r) => r.z)}::float8[],
-          ${rows.map((r) => r.created_at)}::int8[])
+        select * from ${readings} as incoming
         returning id
       ), rolled_up as (${minutes})
       select id from inserted`.execute(db);
@@ -55,16 +57,12 @@ export async function insertReadingRows(
     // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
     return stored(result.rows.map((row) => Number(row.id)).sort((a, b) => a - b));
   }
-  const json = JSON.stringify(
-    rows.map((r, i) => [r.device_id, r.x, r.y, r.z, r.created_at, ...(ids ? [ids[i]] : [])]),
-  );
   return db.connection().execute(async (connection) => {
     await sql`begin`.execute(connection);
     try {
       const result = await sql`
         insert into data (${idColumn}device_id, x, y, z, created_at)
-        select ${ids ? sql`value ->> 5, ` : sql``}value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4
-        from json_each(${json})`.execute(connection);
+        select * from ${readings} as incoming`.execute(connection);
       await minutes.execute(connection);
       await sql`commit`.execute(connection);
       if (ids) return stored([...ids]);
@@ -118,16 +116,27 @@ function rollUpByMinute(rows: ReadingRow[]): MinuteRollup[] {
  * Infinity); PostgreSQL's arrays carry Infinity and NaN as they are.
  */
 function minuteRollupRows(engine: Engine, rollups: MinuteRollup[]): RawBuilder<unknown> {
-  if (engine === 'postgres') {
-    const column = (i: number) => rollups.map((rollup) => rollup[i] as number);
-    const types = ['int', 'int8', 'int', ...VALUES.flatMap(() => ['float8', 'float8', 'float8'])];
-    return sql`(select * from unnest(${sql.join(
-      types.map((type, i) => sql`${column(i)}::${sql.raw(type)}[]`),
-    )}))`;
-  }
-  const columns = Array.from({ length: 12 }, (_, i) => sql`value ->> ${sql.lit(i)}`);
-  return sql`(select ${sql.join(columns)} from json_each(${JSON.stringify(rollups)}))`;
+  return rowsAsTable(engine, ROLLUP_COLUMNS, rollups);
 }
+
+const READING_COLUMNS = [
+  ['device_id', 'int'],
+  ['x', 'float8'],
+  ['y', 'float8'],
+  ['z', 'float8'],
+  ['created_at', 'int8'],
+] as const;
+
+const ROLLUP_COLUMNS = [
+  ['device_id', 'int'],
+  ['minute', 'int8'],
+  ['readings', 'int'],
+  ...VALUES.flatMap((v) => [
+    [`${v}_min`, 'float8'] as const,
+    [`${v}_max`, 'float8'] as const,
+    [`${v}_sum`, 'float8'] as const,
+  ]),
+] as const;
 
 /**
  * The rollups of readings already stored (any relation with device_id, x, y, z and created_at),

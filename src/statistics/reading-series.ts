@@ -1,8 +1,15 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, halvedPercentile, ieeeSum, percentile, percentileOverflowed } from '../db/dialect.js';
+import {
+  type Engine,
+  halvedPercentile,
+  ieeeSum,
+  percentile,
+  percentileOverflowed,
+  rowsAsTable,
+} from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import type { Attribute } from './schemas.js';
-import { type ReadingSelection, selectedReadings } from './selection.js';
+import { type ReadingSelection, selectedReadings, selectionFilter } from './selection.js';
 
 /** The aggregates of one value in one bucket. */
 export interface BucketValues {
@@ -118,11 +125,12 @@ async function bucketAggregates(
 ): Promise<BucketRow[]> {
   const table = sql.table(source === 'minutes' ? 'reading_minutes' : 'data');
   const time = sql.ref<number>(source === 'minutes' ? 'r.minute' : 'r.created_at');
-  const conditions: RawBuilder<unknown>[] = [sql`${time} >= ${from}`, sql`${time} < ${to}`];
-  if (selection.deviceId !== undefined) conditions.push(sql`r.device_id = ${selection.deviceId}`);
-  if (selection.ownerId !== undefined) {
-    conditions.push(sql`r.device_id in (select id from devices where user_id = ${selection.ownerId})`);
-  }
+  // [from, to) in whole milliseconds, as the selection's inclusive bounds.
+  const filter = selectionFilter(
+    { deviceId: selection.deviceId, ownerId: selection.ownerId, start: from, end: to - 1 },
+    'r',
+    source === 'minutes' ? 'minute' : 'created_at',
+  );
   // Every requested value in the same pass; column names come from the x, y, z allow-list.
   const aggregates = sql.join([
     source === 'minutes' ? sql`sum(r.readings) as count` : sql`count(*) as count`,
@@ -151,34 +159,38 @@ async function bucketAggregates(
   const width = boundaries.length > 1 ? (boundaries[1] as EpochMs) - first : 0;
   const fixedWidth = boundaries.every((boundary, i) => boundary === first + i * width);
   const query = fixedWidth
-    ? sql`
+    ? sql<BucketAggregateRow>`
         select cast((${time} - ${first}) / ${width} as integer) as bucket, ${aggregates}
         from ${table} as r
-        where ${sql.join(conditions, sql` and `)}
+        where ${filter}
         group by 1
         order by 1`
-    : sql`
+    : sql<BucketAggregateRow>`
         select buckets.i - 1 as bucket, ${aggregates}
         from ${calendarBuckets(engine, boundaries)}
         cross join ${table} as r
-        where ${sql.join([sql`${time} >= buckets.lo`, sql`${time} < buckets.hi`, ...conditions], sql` and `)}
+        where ${time} >= buckets.lo and ${time} < buckets.hi and ${filter}
         group by buckets.i
         order by buckets.i`;
   const { rows } = await query.execute(db);
   return rows.map((row) => {
-    const columns = row as unknown as Record<string, number | null>;
     const byAttr: BucketRow['byAttr'] = {};
     for (const attr of selection.attrs) {
       byAttr[attr] = {
-        min: columns[`${attr}_min`] ?? null,
-        max: columns[`${attr}_max`] ?? null,
-        sum: columns[`${attr}_sum`] ?? null,
-        ...(selection.withMedian ? { median: columns[`${attr}_median`] ?? null } : {}),
+        min: row[`${attr}_min`] ?? null,
+        max: row[`${attr}_max`] ?? null,
+        sum: row[`${attr}_sum`] ?? null,
+        ...(selection.withMedian ? { median: row[`${attr}_median`] ?? null } : {}),
       };
     }
-    return { bucket: Number(columns.bucket), count: Number(columns.count), byAttr };
+    return { bucket: Number(row.bucket), count: Number(row.count), byAttr };
   });
 }
+
+/** One row of a bucket query: its index and count, then `x_min`, `x_max`, `x_sum` (`x_median`) per value. */
+type BucketAggregateRow = { bucket: number; count: number } & Partial<
+  Record<`${Attribute}_${'min' | 'max' | 'sum' | 'median'}`, number | null>
+>;
 
 /** Rows of the same bucket from different parts of the range, combined, in bucket order. */
 function mergeBuckets(rows: BucketRow[]): BucketRow[] {
@@ -211,12 +223,13 @@ function either(a: number | null, b: number | null, pick: (a: number, b: number)
 
 /** The [start, end) ranges of calendar buckets as a table `buckets(i, lo, hi)`, i counting from 1. */
 function calendarBuckets(engine: Engine, boundaries: EpochMs[]): RawBuilder<unknown> {
-  const starts = boundaries.slice(0, -1);
-  const ends = boundaries.slice(1);
-  return engine === 'postgres'
-    ? sql`unnest(${starts}::int8[], ${ends}::int8[]) with ordinality as buckets(lo, hi, i)`
-    : sql`(select key + 1 as i, value ->> 0 as lo, value ->> 1 as hi
-           from json_each(${JSON.stringify(starts.map((start, i) => [start, ends[i]]))})) as buckets`;
+  const buckets = boundaries.slice(0, -1).map((start, i) => [i + 1, start, boundaries[i + 1] as EpochMs]);
+  const columns = [
+    ['i', 'int'],
+    ['lo', 'int8'],
+    ['hi', 'int8'],
+  ] as const;
+  return sql`${rowsAsTable(engine, columns, buckets)} as buckets`;
 }
 
 /**
