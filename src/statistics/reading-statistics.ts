@@ -171,7 +171,7 @@ async function aggregate(
   const { attrs, groupByDevice } = request;
   const filter = selectionFilter(request);
   const column = (name: string) => sql.ref(name);
-  const meanColumns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
+  const meanColumns: RawBuilder<unknown>[] = groupByDevice ? [sql`devices.id as device_id`] : [];
   const columns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
   // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
   for (const attr of attrs) {
@@ -196,7 +196,13 @@ async function aggregate(
     }
   }
   const grouped = groupByDevice ? sql`group by data.device_id` : sql``;
-  const means = sql`(select ${sql.join(meanColumns)} from data where ${filter} ${grouped}) as means`;
+  // Grouped, the first pass reads each device's readings through the (device_id, created_at) index,
+  // devices as the outer loop (CROSS JOIN fixes that order on SQLite): grouping the readings instead
+  // made SQLite walk that whole index for a window of one hour (600 ms over 10M readings).
+  const means = groupByDevice
+    ? sql`(select ${sql.join(meanColumns)} from devices cross join data
+           where data.device_id = devices.id and ${filter} group by devices.id) as means`
+    : sql`(select ${sql.join(meanColumns)} from data where ${filter}) as means`;
   const { rows } = await sql<AggregateRow>`
     select ${sql.join(columns)}
     from data ${groupByDevice ? sql`join ${means} on means.device_id = data.device_id` : sql`cross join ${means}`}
