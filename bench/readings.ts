@@ -197,6 +197,8 @@ export interface StatisticsSpec {
   /** Inclusive bounds in epoch milliseconds. */
   start?: number;
   end?: number;
+  /** group_by=device: one row per device, in device order. */
+  groupByDevice?: boolean;
 }
 
 /** One GET /analyze_statistics/series request of one device, with the bucket boundaries it computes. */

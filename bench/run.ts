@@ -18,6 +18,11 @@
  * MQTT (issue 14): with a broker at BENCH_MQTT_URL (mqtt://127.0.0.1:1883), the server also
  * subscribes to it, and one device publishes at QoS 1 for BENCH_SECONDS each: single readings, then
  * 1,000-reading payloads, right after the HTTP ingest runs (see bench/mqtt.ts).
+ *
+ * Issue 10: BENCH_STALL_RUNS (5) runs of BENCH_STALL_SECONDS (20) of single-reading ingest watched for
+ * stalls; BENCH_HEAVY_SECONDS (10) of ingest and /health, idle and then while 4 clients repeat exact
+ * statistics over the BENCH_ROWS readings; the server's peak RSS during the percentiles scenario; and
+ * group_by=device over the last hour of the large dataset.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -26,6 +31,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createDevice, probePost, timedGet } from './api.js';
+import { heavyLoad, stallRuns } from './heavy.js';
 import { benchMqtt, brokerAnswers, PubackWatch } from './mqtt.js';
 import { postgresEngine } from './postgres.js';
 import {
@@ -93,6 +99,9 @@ function readSettings() {
     largeRows: largeRowsSetting(),
     largeRequests: Math.round(setting('BENCH_LARGE_REQUESTS', 15, 3, 200)),
     scenarioSeconds: setting('BENCH_SCENARIO_SECONDS', 60, 5, 1800),
+    stallRuns: Math.round(setting('BENCH_STALL_RUNS', 5, 1, 20)),
+    stallSeconds: Math.round(setting('BENCH_STALL_SECONDS', 20, 1, 120)),
+    heavySeconds: Math.round(setting('BENCH_HEAVY_SECONDS', 10, 1, 120)),
     threads: THREADS,
     batchSize: BATCH_SIZE,
   };
@@ -368,7 +377,10 @@ async function interleaved(
  * each of its 18 aggregates (some 150 MB over 1M readings), and the heap a process has grown stays
  * with it, which would inflate the ingest memory figure of the main server.
  */
-async function benchPercentiles(raw: RawEngine, dataDir: string): Promise<Scenario> {
+async function benchPercentiles(
+  raw: RawEngine,
+  dataDir: string,
+): Promise<Scenario & { serverPeakRssBytes: number }> {
   const label = `${raw.engine} attr=x,y,z with percentiles`;
   log(
     `${label}: a second server on the same database, ${settings.percentileRequests} requests and as many raw runs`,
@@ -377,6 +389,8 @@ async function benchPercentiles(raw: RawEngine, dataDir: string): Promise<Scenar
   try {
     const spec: StatisticsSpec = { attrs: ['x', 'y', 'z'], percentiles: PERCENTILES };
     const request = `/analyze_statistics/?attr=x,y,z&percentiles=${PERCENTILES.join(',')}`;
+    const sampler = new RssSampler(server.pid, 50);
+    sampler.start();
     const measured = await interleaved(
       label,
       base,
@@ -386,11 +400,13 @@ async function benchPercentiles(raw: RawEngine, dataDir: string): Promise<Scenar
       'one',
       settings.percentileRequests,
     );
+    const serverPeakRssBytes = sampler.stop().peakRssBytes;
+    log(`${label}: the server's peak RSS ${(serverPeakRssBytes / 1_048_576).toFixed(0)} MB`);
     const answersAgree = statisticsAgree(label, spec, measured.apiAnswer, measured.rawAnswer);
     const count = (measured.apiAnswer as { x?: { count?: unknown } } | undefined)?.x?.count;
     if (count !== settings.rows)
       throw new Error(`${label}: the API counted ${String(count)}, not ${settings.rows}`);
-    return { ...measured, answersAgree };
+    return { ...measured, answersAgree, serverPeakRssBytes };
   } finally {
     await stopChild(server, 30_000);
   }
@@ -484,6 +500,34 @@ async function benchLarge(engine: 'sqlite' | 'postgres', work: string, rows: num
         settings.largeRequests,
       );
       const seriesAgreeing = seriesAgree(seriesLabel, series.apiAnswer, series.rawAnswer);
+
+      // group_by=device over the last hour, with start_date alone (the API), against the raw SQL with
+      // both bounds (which both engines plan as a range of the time index).
+      const hourStart = plan.endMs - HOUR_MS;
+      const groupSpec: StatisticsSpec = {
+        attrs: ['x'],
+        percentiles: [],
+        start: hourStart,
+        end: plan.endMs - 1,
+        groupByDevice: true,
+      };
+      const groupStatement = raw.statisticsSql(groupSpec);
+      const groupPlan = await raw.explain(groupStatement);
+      const groupLabel = `${engine} large: group_by=device, the last hour`;
+      const groupWindow = await interleaved(
+        groupLabel,
+        base,
+        `/analyze_statistics/?group_by=device&start_date=${iso(hourStart)}`,
+        raw,
+        groupStatement,
+        'all',
+        settings.largeRequests,
+      );
+      const groups = (groupWindow.apiAnswer ?? []) as Array<{ count?: number }>;
+      const rawGroups = (groupWindow.rawAnswer ?? []) as Array<{ x_count?: unknown }>;
+      const groupsAgree =
+        groups.length === rawGroups.length &&
+        groups.every((group, i) => Number(group.count) === Number(rawGroups[i]?.x_count));
       return {
         status: 'measured',
         instance: 'fresh database and server of its own',
@@ -509,6 +553,14 @@ async function benchLarge(engine: 'sqlite' | 'postgres', work: string, rows: num
           // Checked bucket by bucket above; the first few show the shape.
           apiAnswer: shortened(series.apiAnswer),
           rawAnswer: shortened(series.rawAnswer),
+        },
+        groupWindow: {
+          ...groupWindow,
+          answersAgree: groupsAgree,
+          readings: groups.reduce((sum, group) => sum + Number(group.count ?? 0), 0),
+          plan: groupPlan,
+          apiAnswer: shortened(groupWindow.apiAnswer),
+          rawAnswer: shortened(groupWindow.rawAnswer),
         },
       };
     } finally {
@@ -585,6 +637,8 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
   const batchScript = writeWrkScript(scripts, 'batch', batch);
   const url = `${base}/data/`;
 
+  // The heavy-load scenario reads only the bulk-loaded readings, not those the ingest runs add.
+  const ingestStarted = Date.now();
   const sampler = new RssSampler(server.pid, 200);
   sampler.start();
   const singleFigure = async (connections: number): Promise<HttpFigure> => {
@@ -631,6 +685,30 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
     mqtt = { status: 'measured', ...figures };
   }
   const serverMemory = sampler.stop();
+
+  log(
+    `${engine}: single-reading ingest, ${settings.stallRuns} runs of ${settings.stallSeconds} s, watched for stalls`,
+  );
+  const stalls = await stallRuns({
+    url,
+    script: singleScript,
+    connections: 10,
+    runs: settings.stallRuns,
+    seconds: settings.stallSeconds,
+    cwd: ROOT,
+    log: (message) => log(`${engine} ${message}`),
+  });
+  log(`${engine}: ingest and /health, idle and then while 4 clients repeat exact statistics`);
+  const heavy = await heavyLoad({
+    base,
+    ingestScript: singleScript,
+    healthScript: writeWrkScript(scripts, 'health', undefined),
+    heavyRequest: `/analyze_statistics/?device_id=${deviceId}&attr=x&end_date=${iso(ingestStarted - 1)}`,
+    loops: 4,
+    seconds: settings.heavySeconds,
+    cwd: ROOT,
+    log: (message) => log(`${engine} ${message}`),
+  });
   log(`${engine}: stopping the server`);
   await stopChild(server, 30_000);
 
@@ -670,6 +748,8 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
     },
     percentiles,
     mqtt,
+    stalls,
+    heavyLoad: heavy,
     large: { status: 'skipped', reason: 'not run yet' },
     serverMemory,
     ceilings: { singleRowTransactions, batched, fastestBatched },
@@ -764,6 +844,7 @@ async function main(): Promise<void> {
     for (const [name, scenario] of [
       ['one-day window', result.large.window],
       ['30-day hourly series', result.large.series],
+      ['group_by=device, last hour', result.large.groupWindow],
     ] as const) {
       console.log(`\n${result.engine} ${how}, ${name} (${scenario.request}):`);
       console.log(`  ${scenario.rawSql}\n  params ${JSON.stringify(scenario.rawParams)}`);

@@ -53,21 +53,30 @@ function statisticsSql(spec: StatisticsSpec): RawStatement {
     values.push(spec.end);
   }
   const filter = where.length > 0 ? ` where ${where.join(' and ')}` : '';
-  const means = spec.attrs.map((a) => `avg(selected.${a}) as ${a}_mean`).join(', ');
-  const columns = spec.attrs.flatMap((a) => [
-    `count(selected.${a}) as ${a}_count`,
-    `min(selected.${a}) as ${a}_min`,
-    `max(selected.${a}) as ${a}_max`,
-    `percentile_cont(selected.${a}, 0.5) as ${a}_median`,
-    ...spec.percentiles.map((p, i) => `percentile_cont(selected.${a}, ${p / 100}) as ${a}_p${i}`),
-    `sum(selected.${a}) as ${a}_sum`,
-    `sum((selected.${a} - means.${a}_mean) * (selected.${a} - means.${a}_mean)) as ${a}_squares`,
-  ]);
+  const grouped = spec.groupByDevice === true;
+  const means = [
+    ...(grouped ? ['selected.device_id'] : []),
+    ...spec.attrs.map((a) => `avg(selected.${a}) as ${a}_mean`),
+  ].join(', ');
+  const columns = [...(grouped ? ['selected.device_id as device_id'] : [])].concat(
+    spec.attrs.flatMap((a) => [
+      `count(selected.${a}) as ${a}_count`,
+      `min(selected.${a}) as ${a}_min`,
+      `max(selected.${a}) as ${a}_max`,
+      `percentile_cont(selected.${a}, 0.5) as ${a}_median`,
+      ...spec.percentiles.map((p, i) => `percentile_cont(selected.${a}, ${p / 100}) as ${a}_p${i}`),
+      `sum(selected.${a}) as ${a}_sum`,
+      `sum((selected.${a} - means.${a}_mean) * (selected.${a} - means.${a}_mean)) as ${a}_squares`,
+    ]),
+  );
   return {
     text:
       `with selected as (select data.device_id, data.x, data.y, data.z from data${filter}), ` +
-      `means as (select ${means} from selected) ` +
-      `select ${columns.join(', ')} from selected cross join means`,
+      `means as (select ${means} from selected${grouped ? ' group by selected.device_id' : ''}) ` +
+      `select ${columns.join(', ')} from selected ` +
+      (grouped
+        ? 'join means on means.device_id = selected.device_id group by selected.device_id order by 1'
+        : 'cross join means'),
     values,
   };
 }

@@ -1,13 +1,14 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { percentileOfSorted, type SortedValues } from './sorted-values.js';
 import type { Database } from './tables.js';
 
 /**
  * What a heavy query reads with: a Kysely handle on one engine. On SQLite it is a worker's read-only
- * connection, which also collects sorted values for percentiles (see dialect.ts sortedPercentiles).
+ * connection, inside a read transaction, which also collects sorted values for percentiles (see
+ * dialect.ts sortedPercentiles); on PostgreSQL a read-only transaction (savepoints need one).
  */
 export type Reader =
-  | { readonly engine: 'postgres'; readonly db: Kysely<Database> }
+  | { readonly engine: 'postgres'; readonly db: Transaction<Database> }
   | { readonly engine: 'sqlite'; readonly db: Kysely<Database>; readonly sortedValues: SortedValues };
 
 /**
