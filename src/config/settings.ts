@@ -76,8 +76,8 @@ export const settings = {
   MAX_SERIES_BUCKETS: wholeNumber('The most buckets one time series may have', 10_000, 1, 1_000_000),
   STATISTICS_TIMEOUT_MS: wholeNumber(
     'The longest a statistics or series query may take from its arrival, waiting included; past it the ' +
-      'query is stopped (SQLite: its worker thread is ended; PostgreSQL: `statement_timeout`) and the ' +
-      'answer is a 503',
+      'query is stopped (SQLite: its worker thread is ended; PostgreSQL: `statement_timeout`, at most 24 s, ' +
+      "under the driver's 25 s limit on any answer) and the answer is a 503",
     30_000,
     1,
     3_600_000,

@@ -120,13 +120,18 @@ function withStatementCache(connection: SQLite.Database): SqliteDatabase {
   };
 }
 
+/**
+ * How long the PostgreSQL driver waits for any answer before it gives up (503): a database that stops
+ * answering mid-query fails the request before the 30 s request timeout.
+ */
+export const POSTGRES_QUERY_TIMEOUT_MS = 25_000;
+
 function openPostgresPool(url: string): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,
     connectionTimeoutMillis: 2000,
-    // A database that stops answering mid-query fails the request (503) before the 30 s request timeout.
-    query_timeout: 25_000,
+    query_timeout: POSTGRES_QUERY_TIMEOUT_MS,
     types: {
       // int8 (ids, counts, epoch milliseconds) as numbers: every value we store fits in 2^53.
       getTypeParser: (oid: number, format?: 'text' | 'binary') =>

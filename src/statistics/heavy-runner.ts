@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { type Kysely, sql } from 'kysely';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
-import type { OpenedDatabase } from '../db/database.js';
+import { type OpenedDatabase, POSTGRES_QUERY_TIMEOUT_MS } from '../db/database.js';
 import type { Database } from '../db/tables.js';
 import { DomainError } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -135,7 +135,9 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
 
 /**
  * PostgreSQL: the pool's connections, each query in a read-only repeatable-read transaction (one
- * snapshot for all its statements) whose statement_timeout is the time left to the deadline.
+ * snapshot for all its statements) whose statement_timeout is the time left to the deadline, and at
+ * most a second less than the driver waits for any answer, so that PostgreSQL stops the query (and
+ * the answer names the deadline) before the driver would give up on a query still running.
  */
 function postgresPool(db: Kysely<Database>) {
   return {
@@ -145,7 +147,8 @@ function postgresPool(db: Kysely<Database>) {
         .setIsolationLevel('repeatable read')
         .setAccessMode('read only')
         .execute(async (trx) => {
-          const timeout = String(Math.max(1, Math.floor(remainingMs)));
+          const limit = Math.min(remainingMs, POSTGRES_QUERY_TIMEOUT_MS - 1000);
+          const timeout = String(Math.max(1, Math.floor(limit)));
           await sql`select set_config('statement_timeout', ${timeout}, true)`.execute(trx);
           return runHeavyQuery({ engine: 'postgres', db: trx }, task);
         })) satisfies Execute,
