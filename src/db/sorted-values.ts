@@ -23,18 +23,8 @@ export class SortedValues {
     connection.aggregate('sorted_values', {
       varargs: true,
       start: (): Collected => ({ values: new Float64Array(0), length: 0 }),
-      // The typings know only one argument; SQLite passes the value and the expected count.
-      step: (collected: Collected, ...[value, expected]: unknown[]) => {
-        if (typeof value !== 'number') return collected;
-        if (collected.length === collected.values.length) {
-          // Sized from the count at the first value; grown only if more arrive than were counted.
-          const grown = new Float64Array(Math.max(Number(expected), 2 * collected.length, 16));
-          grown.set(collected.values);
-          collected.values = grown;
-        }
-        collected.values[collected.length++] = value;
-        return collected;
-      },
+      // SQLite passes the value and the expected count; the typings know a single argument.
+      step: collect as (collected: Collected, value: unknown) => Collected,
       result: (collected: Collected) => {
         const handle = ++this.#handles;
         this.#arrays.set(handle, collected.values.subarray(0, collected.length).sort());
@@ -55,6 +45,19 @@ export class SortedValues {
   clear(): void {
     this.#arrays.clear();
   }
+}
+
+/** One step of sorted_values: the value appended to the group's array. */
+function collect(collected: Collected, value: unknown, expected: unknown): Collected {
+  if (typeof value !== 'number') return collected;
+  if (collected.length === collected.values.length) {
+    // Sized from the count at the first value; grown only if more arrive than were counted.
+    const grown = new Float64Array(Math.max(Number(expected), 2 * collected.length, 16));
+    grown.set(collected.values);
+    collected.values = grown;
+  }
+  collected.values[collected.length++] = value;
+  return collected;
 }
 
 /**

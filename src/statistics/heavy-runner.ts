@@ -107,8 +107,9 @@ function isStatementTimeout(error: unknown): boolean {
 }
 
 /**
- * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection.
- * Threads start at the first heavy query and end after a minute idle. At the deadline the task's
+ * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
+ * at a lower CPU priority than the event loop. Threads start at the first heavy query and end after a
+ * minute idle. At the deadline the task's
  * worker is terminated: statistics stop at once (their sorted_values aggregate runs JavaScript per
  * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
  * the dying thread, but the request is answered at the deadline all the same.
@@ -125,6 +126,9 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
     minThreads: 0,
     maxThreads: settings.concurrency,
     idleTimeout: 60_000,
+    // Below the event loop's priority (Linux nice +10, per thread): ingest and /health get the cores
+    // first, the heavy queries what is left.
+    niceIncrement: 10,
     workerData: { path },
   });
   return {
