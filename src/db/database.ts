@@ -83,9 +83,10 @@ export interface SqliteReadConnection {
 }
 
 export function openSqliteReader(path: string): SqliteReadConnection {
+  // SQLite's default page cache (2 MB): a scan reads through the OS's file cache anyway, and each
+  // worker's cache would add to the server's memory.
   const connection = new SQLite(path, { readonly: true, fileMustExist: true });
   connection.pragma('busy_timeout = 1000');
-  connection.pragma('cache_size = -32768');
   return { db: sqliteKysely(connection), connection };
 }
 
