@@ -18,7 +18,7 @@ import { run } from 'node:test';
 import { spec, type TestEvent } from 'node:test/reporters';
 
 /** Files whose timing limits must not compete with other test processes. */
-const ONE_AT_A_TIME = ['test/faults/', 'test/fuzz/'];
+const ONE_AT_A_TIME = ['test/faults/', 'test/fuzz/', 'test/statistics/heavy-queries.test.ts'];
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 
 function suiteFiles(): string[] {

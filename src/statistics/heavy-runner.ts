@@ -108,8 +108,8 @@ function isStatementTimeout(error: unknown): boolean {
 
 /**
  * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
- * at a lower CPU priority than the event loop. Threads start at the first heavy query and end after a
- * minute idle. At the deadline the task's
+ * at a lower CPU priority than the event loop. One thread starts with the pool, the others when
+ * queries come, and end after a minute idle. At the deadline the task's
  * worker is terminated: statistics stop at once (their sorted_values aggregate runs JavaScript per
  * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
  * the dying thread, but the request is answered at the deadline all the same.
@@ -123,7 +123,8 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
   const here = fileURLToPath(import.meta.url);
   const pool = new Piscina({
     filename: new URL(`./heavy-worker${extname(here)}`, import.meta.url).href,
-    minThreads: 0,
+    // One thread from the start, so that the first query does not wait for a thread to start.
+    minThreads: 1,
     maxThreads: settings.concurrency,
     idleTimeout: 60_000,
     // Below the event loop's priority (Linux nice +10, per thread): ingest and /health get the cores
