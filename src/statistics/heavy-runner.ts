@@ -72,14 +72,11 @@ export function createHeavyQueries(
         );
         counts();
         const output = (await answer) as HeavyOutput<typeof name>;
-        metrics.heavyQueryRun.observe({ query: name, outcome: 'ok' }, seconds(started));
+        observeRun(metrics, name, 'ok', started);
         return output;
       } catch (error) {
         const timedOut = deadline.aborted || isStatementTimeout(error);
-        metrics.heavyQueryRun.observe(
-          { query: name, outcome: timedOut ? 'timeout' : 'error' },
-          seconds(started),
-        );
+        observeRun(metrics, name, timedOut ? 'timeout' : 'error', started);
         if (!timedOut) throw error;
         metrics.heavyQueryTimeouts.inc({ query: name });
         throw new DomainError(
@@ -99,7 +96,11 @@ export function createHeavyQueries(
   };
 }
 
-const seconds = (since: number | undefined) => (since === undefined ? 0 : (performance.now() - since) / 1000);
+/** How long a query ran, if it started at all (one that timed out waiting did not). */
+function observeRun(metrics: Metrics, query: string, outcome: string, started: number | undefined): void {
+  if (started !== undefined)
+    metrics.heavyQueryRun.observe({ query, outcome }, (performance.now() - started) / 1000);
+}
 
 /** PostgreSQL cancelled the statement at its statement_timeout. */
 function isStatementTimeout(error: unknown): boolean {
