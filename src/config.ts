@@ -11,6 +11,10 @@ import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
 export interface Config {
   readonly environment: Settings['NODE_ENV'];
   readonly databaseUrl: string;
+  /** DATABASE_READ_URL and MAX_REPLICA_LAG_MS: replicas for the reads that may lag (PostgreSQL only). */
+  readonly readReplicas: ReadReplicaSettings;
+  /** WORKERS: how many processes `statistics serve` starts on one port. */
+  readonly workers: number;
   readonly dataDir: string;
   readonly host: string;
   readonly port: number;
@@ -32,6 +36,11 @@ export interface Config {
   readonly shutdownDelayMs: number;
   /** Ingest from an MQTT broker; undefined unless MQTT_URL is set. */
   readonly mqtt: MqttSettings | undefined;
+}
+
+export interface ReadReplicaSettings {
+  readonly urls: readonly string[];
+  readonly maxLagMs: number;
 }
 
 /** Attempts allowed per window (0 turns a limit off). */
@@ -81,9 +90,13 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
   const value = readSettings(env);
   const environment = value.NODE_ENV;
   const dataDir = resolve(value.DATA_DIR);
+  const url = databaseUrl(value.DATABASE_URL, dataDir);
+  checkScaleOut(value, url);
   return deepFreeze({
     environment,
-    databaseUrl: databaseUrl(value.DATABASE_URL, dataDir),
+    databaseUrl: url,
+    readReplicas: { urls: value.DATABASE_READ_URL ?? [], maxLagMs: value.MAX_REPLICA_LAG_MS },
+    workers: value.WORKERS,
     dataDir,
     host: value.HOST,
     port: value.PORT,
@@ -144,7 +157,7 @@ function parse(name: string, schema: TSchema, text: string): unknown {
     expected = 'true or false';
     value = { true: true, 1: true, false: false, 0: false }[text];
   } else if (schema.type === 'array') {
-    expected = 'a comma-separated list';
+    expected = schema['x-format'] ?? 'a comma-separated list';
     value = text
       .split(',')
       .map((item) => item.trim())
@@ -159,6 +172,29 @@ function parse(name: string, schema: TSchema, text: string): unknown {
     throw new ConfigError(`${name} must be ${expected}${shown}`);
   }
   return value;
+}
+
+/** Several processes and read replicas need PostgreSQL; several processes cannot share one MQTT session. */
+function checkScaleOut(value: Settings, url: string): void {
+  const sqlite = url.startsWith('sqlite:');
+  if (value.WORKERS > 1 && sqlite) {
+    throw new ConfigError(
+      `WORKERS=${value.WORKERS} (or serve --workers) needs PostgreSQL: SQLite stays single-process ` +
+        '(one writer on one file, heavy reads in worker threads). Run one process, or set DATABASE_URL=postgres://...',
+    );
+  }
+  if (value.DATABASE_READ_URL !== undefined && sqlite) {
+    throw new ConfigError(
+      'DATABASE_READ_URL names PostgreSQL replicas: it needs DATABASE_URL=postgres://... too',
+    );
+  }
+  if (value.WORKERS > 1 && value.MQTT_URL !== undefined) {
+    // Every worker would take the one MQTT_CLIENT_ID, and the broker keeps one session per id.
+    throw new ConfigError(
+      'WORKERS > 1 with MQTT_URL: each process needs a MQTT_CLIENT_ID of its own; run MQTT ingest in a ' +
+        'single-process service (WORKERS=1) with MQTT_SHARED_GROUP beside the others',
+    );
+  }
 }
 
 function mqttSettings(value: Settings): MqttSettings | undefined {

@@ -27,7 +27,7 @@ export function configurationReference(): string {
 function typeOf(schema: TSchema): string {
   if (schema.type === 'integer') return `whole number, ${schema.minimum} to ${schema.maximum}`;
   if (schema.type === 'boolean') return '`true` or `false` (`1`, `0`)';
-  if (schema.type === 'array') return 'comma-separated list';
+  if (schema.type === 'array') return schema['x-format'] ?? 'comma-separated list';
   if (Array.isArray(schema.anyOf)) {
     return `one of ${schema.anyOf.map((choice: TSchema) => `\`${choice.const}\``).join(', ')}`;
   }

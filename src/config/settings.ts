@@ -39,6 +39,28 @@ export const settings = {
     'x-default': 'sqlite:$DATA_DIR/statistics.db',
     'x-secret': true,
   }),
+  DATABASE_READ_URL: Type.Array(Type.String({ pattern: '^postgres(ql)?://[^/]+.*$' }), {
+    description:
+      'PostgreSQL streaming replicas (comma-separated) that answer statistics, series, lists and exports; ' +
+      'writes, and reads that must see their own writes, stay on DATABASE_URL. A replica that is down or ' +
+      'lags beyond MAX_REPLICA_LAG_MS is skipped, and a query that fails on one is run on the primary',
+    'x-format': 'comma-separated postgres://... URLs',
+    'x-default': 'none (everything on DATABASE_URL)',
+    'x-secret': true,
+  }),
+  MAX_REPLICA_LAG_MS: wholeNumber(
+    'How far behind the primary a replica of DATABASE_READ_URL may be and still answer (checked every second)',
+    5000,
+    0,
+    3_600_000,
+  ),
+  WORKERS: wholeNumber(
+    'How many processes `statistics serve` starts on the one port (node:cluster); a process that dies is ' +
+      'started again. More than 1 needs PostgreSQL: SQLite serves one process',
+    1,
+    1,
+    256,
+  ),
   HOST: Type.String({
     description: 'The address to listen on (`0.0.0.0` in a container)',
     default: '127.0.0.1',

@@ -11,7 +11,8 @@ export interface Server {
 }
 
 const KEPT_OUTPUT = 256 * 1024;
-const START_TIMEOUT_MS = 30_000;
+// Generous: a loaded machine took 27 s to start three processes under tsx (serve --workers 2).
+const START_TIMEOUT_MS = 60_000;
 
 /** Every server started here and not yet exited: killed when the test process exits, whatever happens. */
 const running = new Set<ChildProcess>();
