@@ -8,6 +8,7 @@ import { dataRoutes } from './data/routes.js';
 import { BatchResult, ImportReport, Reading, ReadingCreate } from './data/schemas.js';
 import { transferRoutes } from './data/transfer-routes.js';
 import type { OpenedDatabase } from './db/database.js';
+import { createReads } from './db/read-replicas.js';
 import { KnownDevices } from './devices/known-devices.js';
 import { deviceRoutes } from './devices/routes.js';
 import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
@@ -130,6 +131,9 @@ export async function buildApp(
     Readiness,
   ]);
 
+  // Statistics, series, lists and exports may read from a replica; everything else uses `db`.
+  const reads = createReads(database, config.readReplicas, metrics, app.log);
+  app.addHook('onClose', () => reads.close());
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
   const auth = createAuthenticator(db, tokens);
   const devices = new KnownDevices(db);
@@ -141,13 +145,13 @@ export async function buildApp(
   });
   await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits });
   await app.register(userRoutes, { db, auth });
-  await app.register(deviceRoutes, { db, auth, devices, ingestAuth: config.ingestAuth });
-  await app.register(dataRoutes, { db, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
-  await app.register(transferRoutes, { db, ingest });
-  const heavy = createHeavyQueries(database, config.heavyQueries, metrics);
+  await app.register(deviceRoutes, { db, reads, auth, devices, ingestAuth: config.ingestAuth });
+  await app.register(dataRoutes, { reads, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
+  await app.register(transferRoutes, { reads, ingest });
+  const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads);
   app.addHook('onClose', () => heavy.close());
   await app.register(statisticsRoutes, { db, heavy, keys: config.statisticsKeys });
-  await app.register(seriesRoutes, { db, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
+  await app.register(seriesRoutes, { db, reads, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine, lifecycle });
   // With a port of its own, /metrics is never on the API port.
   if (config.metrics.token !== undefined && config.metrics.port === undefined) {

@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream';
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/tables.js';
+import type { Reads } from '../db/read-replicas.js';
 import { listReadings, type ReadingPage } from './queries.js';
 import type { Reading } from './schemas.js';
 
@@ -11,11 +10,12 @@ export const CSV_HEADER = 'device_id,x,y,z,timestamp\n';
 
 /**
  * The matching readings as a stream, read a page at a time (keyset pages, as the list uses), so an
- * export of any size holds one page in memory and never one long database transaction.
+ * export of any size holds one page in memory and never one long database transaction. Each page
+ * is read where `reads` sends it: a replica that goes down mid-export hands the next pages to the primary.
  * The CSV columns are the import's, so an export can be imported as it is.
  */
 export function exportReadings(
-  db: Kysely<Database>,
+  reads: Reads,
   filters: Omit<ReadingPage, 'limit' | 'after'>,
   format: ExportFormat,
 ): Readable {
@@ -24,7 +24,7 @@ export function exportReadings(
     if (format === 'csv') yield CSV_HEADER;
     let after: ReadingPage['after'];
     for (;;) {
-      const rows = await listReadings(db, { ...filters, limit: PAGE, after });
+      const rows = await reads.read((db) => listReadings(db, { ...filters, limit: PAGE, after }));
       const page = rows.slice(0, PAGE);
       if (page.length > 0) yield page.map(line).join('');
       const last = page.at(-1);

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/tables.js';
+import type { Reads } from '../db/read-replicas.js';
 import { parseDateRange } from '../http/dates.js';
 import { DomainError, invalidQuery } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
@@ -12,14 +11,15 @@ import { listReadings } from './queries.js';
 import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
 
 export interface DataRoutesOptions {
-  db: Kysely<Database>;
+  /** Where the list reads (a replica when one is fit). */
+  reads: Reads;
   ingest: Ingest;
   batchBodyLimitBytes: number;
 }
 
 export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
   app,
-  { db, ingest, batchBodyLimitBytes },
+  { reads, ingest, batchBodyLimitBytes },
 ) => {
   app.post(
     '/data/',
@@ -75,13 +75,10 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
     async (request, reply) => {
       const { limit, cursor, device_id } = request.query;
       const { start, end } = parseDateRange(request.query);
-      const rows = await listReadings(db, {
-        limit,
-        after: parseReadingCursor(cursor),
-        deviceId: device_id,
-        start,
-        end,
-      });
+      const after = parseReadingCursor(cursor);
+      const rows = await reads.read((db) =>
+        listReadings(db, { limit, after, deviceId: device_id, start, end }),
+      );
       return sendPage(request, reply, rows, limit, (last) => `${Date.parse(last.created_at)}_${last.id}`);
     },
   );

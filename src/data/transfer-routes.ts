@@ -1,8 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/tables.js';
+import type { Reads } from '../db/read-replicas.js';
 import { parseDateRange } from '../http/dates.js';
 import { unsupportedMediaType } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
@@ -13,7 +12,8 @@ import { deviceToken, type Ingest } from './ingest.js';
 import { ImportReport, ReadingFilters } from './schemas.js';
 
 export interface TransferRoutesOptions {
-  db: Kysely<Database>;
+  /** Where exports read (a replica when one is fit). */
+  reads: Reads;
   ingest: Ingest;
 }
 
@@ -26,7 +26,7 @@ const formatByType: Record<string, ImportFormat> = {
 /** Bulk import and export of readings as CSV or NDJSON, streamed both ways. */
 export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = async (
   app,
-  { db, ingest },
+  { reads, ingest },
 ) => {
   // The body reaches the handler as the raw stream: it is read line by line, never held whole.
   app.addContentTypeParser(Object.keys(formatByType), (_request, payload, done) => done(null, payload));
@@ -91,7 +91,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
       return reply
         .type(csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
         .header('content-disposition', `attachment; filename="readings.${csv ? 'csv' : 'ndjson'}"`)
-        .send(exportReadings(db, { deviceId: device_id, ...range }, format));
+        .send(exportReadings(reads, { deviceId: device_id, ...range }, format));
     },
   );
 };

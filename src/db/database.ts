@@ -127,7 +127,7 @@ function withStatementCache(connection: SQLite.Database): SqliteDatabase {
  */
 export const POSTGRES_QUERY_TIMEOUT_MS = 25_000;
 
-function openPostgresPool(url: string): pg.Pool {
+export function openPostgresPool(url: string): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,

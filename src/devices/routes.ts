@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
+import type { Reads } from '../db/read-replicas.js';
 import type { Database } from '../db/tables.js';
 import { forbidden, invalidQuery, notFound } from '../http/errors.js';
 import { BEARER, OPTIONAL_BEARER } from '../http/openapi.js';
@@ -31,6 +32,8 @@ import {
 
 export interface DeviceRoutesOptions {
   db: Kysely<Database>;
+  /** Where the device list reads (a replica when one is fit). */
+  reads: Reads;
   auth: Authenticator;
   devices: KnownDevices;
   ingestAuth: 'open' | 'token';
@@ -38,7 +41,7 @@ export interface DeviceRoutesOptions {
 
 export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = async (
   app,
-  { db, auth, devices, ingestAuth },
+  { db, reads, auth, devices, ingestAuth },
 ) => {
   /** The device, if the caller may change it: its owner, or a superuser (the only one for an ownerless device). */
   async function requireManageable(id: number, user: UserRow | null): Promise<void> {
@@ -90,7 +93,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
     },
     async (request, reply) => {
       const { limit, cursor, user_id } = request.query;
-      const rows = await listDevices(db, { limit, afterId: parseDeviceCursor(cursor), ownerId: user_id });
+      const afterId = parseDeviceCursor(cursor);
+      const rows = await reads.read((db) => listDevices(db, { limit, afterId, ownerId: user_id }));
       return sendPage(request, reply, rows, limit, (last) => String(last.id));
     },
   );

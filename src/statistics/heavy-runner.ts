@@ -1,10 +1,10 @@
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Kysely, sql } from 'kysely';
+import { sql } from 'kysely';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
 import { type OpenedDatabase, POSTGRES_QUERY_TIMEOUT_MS } from '../db/database.js';
-import type { Database } from '../db/tables.js';
+import { isStatementTimeout, type Reads } from '../db/read-replicas.js';
 import { DomainError } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import {
@@ -40,8 +40,9 @@ export function createHeavyQueries(
   database: OpenedDatabase,
   settings: HeavyQuerySettings,
   metrics: Metrics,
+  reads: Reads,
 ): HeavyQueries {
-  const engine = database.engine === 'sqlite' ? sqliteWorkers(database, settings) : postgresPool(database.db);
+  const engine = database.engine === 'sqlite' ? sqliteWorkers(database, settings) : postgresPool(reads);
   const queue = new PQueue({ concurrency: settings.concurrency });
   const counts = () => {
     metrics.heavyQueriesWaiting.set(queue.size);
@@ -102,11 +103,6 @@ function observeRun(metrics: Metrics, query: string, outcome: string, started: n
     metrics.heavyQueryRun.observe({ query, outcome }, (performance.now() - started) / 1000);
 }
 
-/** PostgreSQL cancelled the statement at its statement_timeout. */
-function isStatementTimeout(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === '57014';
-}
-
 /**
  * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
  * at a lower CPU priority than the event loop. One thread starts with the pool, the others when
@@ -140,24 +136,27 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
 }
 
 /**
- * PostgreSQL: the pool's connections, each query in a read-only repeatable-read transaction (one
+ * PostgreSQL: the pool's connections (a read replica's when one is fit: db/read-replicas.ts), each
+ * query in a read-only repeatable-read transaction (one
  * snapshot for all its statements) whose statement_timeout is the time left to the deadline, and at
  * most a second less than the driver waits for any answer, so that PostgreSQL stops the query (and
  * the answer names the deadline) before the driver would give up on a query still running.
  */
-function postgresPool(db: Kysely<Database>) {
+function postgresPool(reads: Reads) {
   return {
     execute: ((task, _deadline, remainingMs) =>
-      db
-        .transaction()
-        .setIsolationLevel('repeatable read')
-        .setAccessMode('read only')
-        .execute(async (trx) => {
-          const limit = Math.min(remainingMs, POSTGRES_QUERY_TIMEOUT_MS - 1000);
-          const timeout = String(Math.max(1, Math.floor(limit)));
-          await sql`select set_config('statement_timeout', ${timeout}, true)`.execute(trx);
-          return runHeavyQuery({ engine: 'postgres', db: trx }, task);
-        })) satisfies Execute,
+      reads.read((db) =>
+        db
+          .transaction()
+          .setIsolationLevel('repeatable read')
+          .setAccessMode('read only')
+          .execute(async (trx) => {
+            const limit = Math.min(remainingMs, POSTGRES_QUERY_TIMEOUT_MS - 1000);
+            const timeout = String(Math.max(1, Math.floor(limit)));
+            await sql`select set_config('statement_timeout', ${timeout}, true)`.execute(trx);
+            return runHeavyQuery({ engine: 'postgres', db: trx }, task);
+          }),
+      )) satisfies Execute,
     close: async () => {},
   };
 }

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import { ReadingFilters } from '../data/schemas.js';
+import type { Reads } from '../db/read-replicas.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
@@ -14,6 +15,8 @@ import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-
 
 export interface SeriesRoutesOptions {
   db: Kysely<Database>;
+  /** Where the range's first and last reading times are read (a replica when one is fit). */
+  reads: Reads;
   heavy: HeavyQueries;
   maxSeriesBuckets: number;
 }
@@ -74,7 +77,7 @@ type SeriesBucket = Static<typeof SeriesBucket>;
 
 export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = async (
   app,
-  { db, heavy, maxSeriesBuckets },
+  { db, reads, heavy, maxSeriesBuckets },
 ) => {
   app.get(
     '/analyze_statistics/series',
@@ -112,8 +115,9 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
       const selection = { deviceId: device_id, ownerId: user_id, ...parseDateRange(request.query) };
       await requireSelectable(db, selection);
 
-      const start = selection.start ?? (await selectedReadingTime(db, selection, 'first'));
-      const end = selection.end ?? (await selectedReadingTime(db, selection, 'last'));
+      const start =
+        selection.start ?? (await reads.read((db) => selectedReadingTime(db, selection, 'first')));
+      const end = selection.end ?? (await reads.read((db) => selectedReadingTime(db, selection, 'last')));
       if (start === undefined || end === undefined) return [];
       const boundaries = bucketBoundaries(size, tz, start, end, maxSeriesBuckets);
       if (!boundaries) {

@@ -6,6 +6,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ExportFormat, exportReadings } from '../../data/export.js';
 import { type ImportFormat, importReadings } from '../../data/import.js';
 import { createIngest } from '../../data/ingest.js';
+import { primaryReads } from '../../db/read-replicas.js';
 import { KnownDevices } from '../../devices/known-devices.js';
 import { parseDateRange } from '../../http/dates.js';
 import { createMetrics } from '../../metrics/metrics.js';
@@ -96,7 +97,7 @@ export function exportCommand(program: Command): void {
         await withDatabase(async ({ db }) => {
           const output = options.output ? createWriteStream(options.output) : process.stdout;
           await pipeline(
-            exportReadings(db, { deviceId: options.deviceId, ...range }, options.format),
+            exportReadings(primaryReads(db), { deviceId: options.deviceId, ...range }, options.format),
             output,
           );
         });
