@@ -141,6 +141,10 @@ export function openPostgresPool(url: string): pg.Pool {
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
+  // Nor a client in use (between two statements of a transaction) when its server goes away: pg
+  // emits the error on the client, where nobody listens while the pool has lent it out. The query
+  // running or the next one fails with it, and that request (or its fallback) deals with it.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

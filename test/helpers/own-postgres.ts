@@ -92,13 +92,29 @@ export class OwnPostgres {
   #frozen: number[] = [];
 
   async init(): Promise<void> {
+    this.#ownDirectory();
+    pgRun('initdb', ['-D', this.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync']);
+    this.port = await freePort();
+  }
+
+  /**
+   * A streaming replica of `primary` (running) instead of a new cluster: `pg_basebackup -R` writes
+   * standby.signal and the connection to the primary. initdb's defaults allow it (wal_level=replica,
+   * max_wal_senders=10, `host replication all 127.0.0.1/32 trust`).
+   */
+  async initReplicaOf(primary: OwnPostgres): Promise<void> {
+    this.#ownDirectory();
+    const from = ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres'];
+    pgRun('pg_basebackup', [...from, '-D', this.data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']);
+    this.port = await freePort();
+  }
+
+  #ownDirectory(): void {
     if (isRoot) {
       const uid = Number(postgresUser?.stdout.trim());
       const gid = Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim());
       chownSync(this.dir, uid, gid);
     }
-    pgRun('initdb', ['-D', this.data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync']);
-    this.port = await freePort();
   }
 
   start(): void {
