@@ -9,6 +9,7 @@ import { BatchResult, ImportReport, Reading, ReadingCreate } from './data/schema
 import { transferRoutes } from './data/transfer-routes.js';
 import type { OpenedDatabase } from './db/database.js';
 import { createReads } from './db/read-replicas.js';
+import { announceDeviceChange, listenForDeviceChanges } from './devices/device-changes.js';
 import { KnownDevices } from './devices/known-devices.js';
 import { deviceRoutes } from './devices/routes.js';
 import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
@@ -136,7 +137,11 @@ export async function buildApp(
   app.addHook('onClose', () => reads.close());
   const tokens = createTokenService(config.jwtSecret, config.jwtLifetimeSeconds);
   const auth = createAuthenticator(db, tokens);
-  const devices = new KnownDevices(db);
+  const devices = new KnownDevices(db, announceDeviceChange(db, engine));
+  if (engine === 'postgres') {
+    const changes = listenForDeviceChanges(config.databaseUrl, devices, app.log);
+    app.addHook('onClose', () => changes.close());
+  }
   const ingest = createIngest(db, engine, {
     devices,
     maxFutureSkewSeconds: config.maxFutureSkewSeconds,

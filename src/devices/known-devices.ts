@@ -6,12 +6,17 @@ import { deviceIngestDigests } from './queries.js';
 /**
  * Which device ids exist (and their ingest token digests), remembered once seen, so ingest checks
  * a device without a query per reading. Unknown ids are not remembered (the device may be created
- * a moment later); a device that is deleted or gets a new token is forgotten by its routes.
+ * a moment later); a device that is deleted or gets a new token is forgotten by its routes, in every
+ * process on the same PostgreSQL (device-changes.ts).
  */
 export class KnownDevices {
   readonly #digests = new Map<number, string | null>();
 
-  constructor(private readonly db: Kysely<Database>) {}
+  /** `announce` tells the other processes on the same database to forget a device (device-changes.ts). */
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly announce: (id: number) => Promise<void>,
+  ) {}
 
   /** The ids among `ids` that name no device. */
   async missing(ids: Iterable<number>): Promise<number[]> {
@@ -33,7 +38,18 @@ export class KnownDevices {
     });
   }
 
-  forget(id: number): void {
+  /** After a device is deleted or gets a new token: here, and in every other process. */
+  async forget(id: number): Promise<void> {
     this.#digests.delete(id);
+    await this.announce(id);
+  }
+
+  /** Another process announced a change to the device. */
+  forgetHere(id: number): void {
+    this.#digests.delete(id);
+  }
+
+  forgetAll(): void {
+    this.#digests.clear();
   }
 }

@@ -154,7 +154,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       const id = request.params.device_id;
       await requireManageable(id, request.user);
       await deleteDevice(db, id);
-      devices.forget(id);
+      await devices.forget(id);
       return reply.code(204).send(null);
     },
   );
@@ -177,7 +177,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       await requireManageable(id, request.user);
       const secret = newIngestToken();
       await setIngestTokenDigest(db, id, secret.digest);
-      devices.forget(id);
+      await devices.forget(id);
       return { device_id: id, ingest_token: secret.token };
     },
   );

@@ -41,7 +41,7 @@ export function importCommand(program: Command): void {
       const size = file === '-' ? 0 : statSync(file).size;
       const report = await withDatabase(async ({ db, engine }, config) => {
         const ingest = createIngest(db, engine, {
-          devices: new KnownDevices(db),
+          devices: new KnownDevices(db, async () => {}),
           maxFutureSkewSeconds: config.maxFutureSkewSeconds,
           ingestAuth: 'open',
           metrics: createMetrics(),
