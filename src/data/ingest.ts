@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
-import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
+import { type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
 import type { KnownDevices } from '../devices/known-devices.js';
@@ -51,9 +51,10 @@ export function createIngest(
   engine: Engine,
   { devices, maxFutureSkewSeconds, ingestAuth, metrics }: IngestOptions,
 ): Ingest {
-  const writer = new ReadingWriter(db, engine, metrics);
+  const store = readingStore(db, engine);
+  const writer = new ReadingWriter(store, metrics);
   const insert = async (rows: ReadingRow[], path: IngestPath) => {
-    const stored = await insertReadingRows(db, engine, rows);
+    const stored = await store.insert(rows);
     metrics.readingsStored.inc({ path }, stored.ids.length);
     metrics.minuteRollupsMerged.inc(stored.minuteRollups);
     return stored.ids;

@@ -1,7 +1,5 @@
-import type { Kysely } from 'kysely';
-import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
-import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
-import type { Database } from '../db/tables.js';
+import { isForeignKeyViolation } from '../db/dialect.js';
+import type { ReadingRow, ReadingStore } from '../db/reading-store.js';
 import { notFound } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -26,8 +24,7 @@ export class ReadingWriter {
   #scheduled = false;
 
   constructor(
-    private readonly db: Kysely<Database>,
-    private readonly engine: Engine,
+    private readonly store: ReadingStore,
     private readonly metrics: Metrics,
   ) {}
 
@@ -61,11 +58,7 @@ export class ReadingWriter {
 
   async #commit(group: Pending[]): Promise<void> {
     try {
-      const { ids, minuteRollups } = await insertReadingRows(
-        this.db,
-        this.engine,
-        group.map((p) => p.row),
-      );
+      const { ids, minuteRollups } = await this.store.insert(group.map((p) => p.row));
       this.metrics.groupCommitReadings.observe(group.length);
       this.metrics.readingsStored.inc({ path: 'single' }, group.length);
       this.metrics.minuteRollupsMerged.inc(minuteRollups);

@@ -1,4 +1,5 @@
 import { type Expression, type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
+import { Late } from './prepared.js';
 import type { Database } from './tables.js';
 
 /** The few SQL pieces that differ between SQLite and PostgreSQL. Everything else is shared SQL. */
@@ -41,25 +42,32 @@ export function sortedPercentiles(
   return sql<number[] | null>`percentile_cont(array[${array}]::float8[]) within group (order by ${value})`;
 }
 
+/** One row of `rowsAsTable`: a value per column, in the columns' order. */
+export type TableRow = ReadonlyArray<number | null>;
+
 /**
  * Parallel arrays as a relation with one row per index, in one bound parameter per column (SQLite:
  * one for all): PostgreSQL unnests typed arrays, SQLite reads a JSON array of rows through json_each
- * (doubles round-trip exactly). The columns are named as given; `rows` holds one tuple per row.
+ * (doubles round-trip exactly). The columns are named as given; `rows` holds one tuple per row, or is
+ * read from a prepared statement's input (db/prepared.ts): the SQL is the same for any number of rows.
  */
-export function rowsAsTable(
+export function rowsAsTable<I>(
   engine: Engine,
   columns: ReadonlyArray<readonly [name: string, type: 'int' | 'int8' | 'float8']>,
-  rows: ReadonlyArray<ReadonlyArray<number | null>>,
+  rows: ReadonlyArray<TableRow> | Late<I, ReadonlyArray<TableRow>>,
 ): RawBuilder<unknown> {
   if (engine === 'postgres') {
+    const column = (i: number) => (all: ReadonlyArray<TableRow>) => all.map((row) => row[i] ?? null);
     const arrays = columns.map(
-      ([, type], i) => sql`${rows.map((row) => row[i] ?? null)}::${sql.raw(type)}[]`,
+      ([, type], i) =>
+        sql`${rows instanceof Late ? rows.map(column(i)) : column(i)(rows)}::${sql.raw(type)}[]`,
     );
     const names = sql.join(columns.map(([name]) => sql.ref(name)));
     return sql`(select * from unnest(${sql.join(arrays)}) as rows(${names}))`;
   }
   const values = sql.join(columns.map(([name], i) => sql`value ->> ${sql.lit(i)} as ${sql.ref(name)}`));
-  return sql`(select ${values} from json_each(${JSON.stringify(rows)}))`;
+  const json = rows instanceof Late ? rows.map((all) => JSON.stringify(all)) : JSON.stringify(rows);
+  return sql`(select ${values} from json_each(${json}))`;
 }
 
 /**

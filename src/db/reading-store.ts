@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable } from './dialect.js';
+import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable, type TableRow } from './dialect.js';
+import { type Late, prepare } from './prepared.js';
 import type { Database, EpochMs } from './tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
@@ -20,65 +21,125 @@ export interface StoredReadings {
   minuteRollups: number;
 }
 
+/** Stores readings with their minute rollups, through statements compiled once (see `readingStore`). */
+export interface ReadingStore {
+  /**
+   * Stores many readings atomically and answers their ids in input order. `ids` (one per row, for a
+   * move from another database) stores the rows under those ids.
+   */
+  insert(rows: readonly ReadingRow[], ids?: readonly number[]): Promise<StoredReadings>;
+}
+
+/** What one insert binds: the readings as rows of READING_COLUMNS (id first when given), and their rollups. */
+interface InsertInput {
+  readings: TableRow[];
+  rollups: MinuteRollup[];
+}
+
 /**
- * Stores many readings atomically and answers their ids in input order, and merges them into their
- * per-minute rollups (`reading_minutes`) in the same transaction, late readings included.
- * One statement with one parameter per column beats a row-per-statement loop on both engines:
- * SQLite reads a JSON array through json_each (doubles round-trip exactly), PostgreSQL unnests
- * arrays and chains the rollups to the insert in one statement. The readings are grouped by minute
- * here: grouping them again in SQL would cost as much as storing them.
- * `ids` (one per row, for a move from another database) stores the rows under those ids.
+ * Stores readings and merges them into their per-minute rollups (`reading_minutes`) in the same
+ * transaction, late readings included. One statement with one parameter per column beats a
+ * row-per-statement loop on both engines: SQLite reads a JSON array through json_each (doubles
+ * round-trip exactly), PostgreSQL unnests arrays and chains the rollups to the insert in one
+ * statement. The SQL is the same for any number of rows, so it is compiled once here (db/prepared.ts)
+ * and every group commit, batch and import chunk only binds its values. The readings are grouped by
+ * minute here: grouping them again in SQL would cost as much as storing them.
  */
-export async function insertReadingRows(
-  db: Kysely<Database>,
-  engine: Engine,
-  rows: ReadingRow[],
-  ids?: readonly number[],
-): Promise<StoredReadings> {
-  if (rows.length === 0) return { ids: [], minuteRollups: 0 };
-  const rollups = rollUpByMinute(rows);
-  const minutes = upsertMinuteRollups(engine, minuteRollupRows(engine, rollups));
-  const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
-  const idColumn = ids ? sql`id, ` : sql``;
-  const readings = rowsAsTable(
-    engine,
-    [...(ids ? ([['id', 'int8']] as const) : []), ...READING_COLUMNS],
-    rows.map((r, i) => [...(ids ? [ids[i] as number] : []), r.device_id, r.x, r.y, r.z, r.created_at]),
-  );
-  if (engine === 'postgres') {
-    const result = await sql<{ id: number }>`
-      with inserted as (
-        insert into data (${idColumn}device_id, x, y, z, created_at)
-        select * from ${readings} as incoming
-        returning id
-      ), rolled_up as (${minutes})
-      select id from inserted`.execute(db);
-    if (ids) return stored([...ids]);
-    // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
-    return stored(result.rows.map((row) => Number(row.id)).sort((a, b) => a - b));
-  }
-  return db.connection().execute(async (connection) => {
-    await sql`begin`.execute(connection);
-    try {
-      const result = await sql`
-        insert into data (${idColumn}device_id, x, y, z, created_at)
-        select * from ${readings} as incoming`.execute(connection);
-      await minutes.execute(connection);
-      await sql`commit`.execute(connection);
-      if (ids) return stored([...ids]);
-      // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
-      // last insert id; reading them that way is cheaper than RETURNING.
-      const last = Number(result.insertId);
-      return stored(rows.map((_, i) => last - rows.length + 1 + i));
-    } catch (error) {
-      // SQLite ends the transaction by itself on some errors (a full disk): the rollback then fails,
-      // and that failure must not hide the cause.
-      await sql`rollback`.execute(connection).catch((failure: unknown) => {
-        if (!String((failure as Error).message).includes('no transaction is active')) throw failure;
+export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore {
+  const statements = {
+    generated: insertStatements(db, engine, false),
+    given: insertStatements(db, engine, true),
+  };
+  return {
+    async insert(rows, ids) {
+      if (rows.length === 0) return { ids: [], minuteRollups: 0 };
+      const rollups = rollUpByMinute(rows);
+      const input: InsertInput = {
+        readings: rows.map((r, i) =>
+          ids
+            ? [ids[i] as number, r.device_id, r.x, r.y, r.z, r.created_at]
+            : [r.device_id, r.x, r.y, r.z, r.created_at],
+        ),
+        rollups,
+      };
+      const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
+      const statement = ids ? statements.given : statements.generated;
+      if (statement.engine === 'postgres') {
+        const result = await db.executeQuery<{ id: number }>(statement.insert.bind(input));
+        if (ids) return stored([...ids]);
+        // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
+        return stored(result.rows.map((row) => Number(row.id)).sort((a, b) => a - b));
+      }
+      const { begin, insert, upsert, commit, rollback } = statement;
+      return db.connection().execute(async (connection) => {
+        await connection.executeQuery(begin.bind());
+        try {
+          const result = await connection.executeQuery(insert.bind(input));
+          await connection.executeQuery(upsert.bind(input));
+          await connection.executeQuery(commit.bind());
+          if (ids) return stored([...ids]);
+          // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
+          // last insert id; reading them that way is cheaper than RETURNING.
+          const last = Number(result.insertId);
+          return stored(rows.map((_, i) => last - rows.length + 1 + i));
+        } catch (error) {
+          // SQLite ends the transaction by itself on some errors (a full disk): the rollback then fails,
+          // and that failure must not hide the cause.
+          await connection.executeQuery(rollback.bind()).catch((failure: unknown) => {
+            if (!String((failure as Error).message).includes('no transaction is active')) throw failure;
+          });
+          throw error;
+        }
       });
-      throw error;
-    }
-  });
+    },
+  };
+}
+
+/** The statements of one insert, with the ids generated or given. */
+function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolean) {
+  const idColumn = givenIds ? sql`id, ` : sql``;
+  const columns = [...(givenIds ? ([['id', 'int8']] as const) : []), ...READING_COLUMNS];
+  const readings = (late: <T>(read: (input: InsertInput) => T) => Late<InsertInput, T>) =>
+    rowsAsTable(
+      engine,
+      columns,
+      late((input) => input.readings),
+    );
+  const minutes = (late: <T>(read: (input: InsertInput) => T) => Late<InsertInput, T>) =>
+    upsertMinuteRollups(
+      engine,
+      rowsAsTable(
+        engine,
+        ROLLUP_COLUMNS,
+        late((input) => input.rollups),
+      ),
+    );
+  if (engine === 'postgres') {
+    const insert = prepare<InsertInput, Database>(
+      db,
+      (late) => sql`
+        with inserted as (
+          insert into data (${idColumn}device_id, x, y, z, created_at)
+          select * from ${readings(late)} as incoming
+          returning id
+        ), rolled_up as (${minutes(late)})
+        select id from inserted`,
+    );
+    return { engine, insert } as const;
+  }
+  return {
+    engine,
+    begin: prepare(db, () => sql`begin`),
+    insert: prepare<InsertInput, Database>(
+      db,
+      (late) => sql`
+        insert into data (${idColumn}device_id, x, y, z, created_at)
+        select * from ${readings(late)} as incoming`,
+    ),
+    upsert: prepare<InsertInput, Database>(db, minutes),
+    commit: prepare(db, () => sql`commit`),
+    rollback: prepare(db, () => sql`rollback`),
+  } as const;
 }
 
 /**
@@ -88,7 +149,7 @@ export async function insertReadingRows(
 type MinuteRollup = [number, EpochMs, number, ...number[]];
 
 /** The readings summed up per device and UTC minute, in key order (so writers lock rows alike). */
-function rollUpByMinute(rows: ReadingRow[]): MinuteRollup[] {
+function rollUpByMinute(rows: readonly ReadingRow[]): MinuteRollup[] {
   const byKey = new Map<string, MinuteRollup>();
   for (const row of rows) {
     const minute = row.created_at - (((row.created_at % MINUTE_MS) + MINUTE_MS) % MINUTE_MS);
@@ -110,15 +171,8 @@ function rollUpByMinute(rows: ReadingRow[]): MinuteRollup[] {
   return [...byKey.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
 }
 
-/**
- * Rollups as a relation with the columns of `reading_minutes`. JSON has no Infinity, so on SQLite a
- * sum beyond the double range travels as null (which the series reads as unknown, as it does
- * Infinity); PostgreSQL's arrays carry Infinity and NaN as they are.
- */
-function minuteRollupRows(engine: Engine, rollups: MinuteRollup[]): RawBuilder<unknown> {
-  return rowsAsTable(engine, ROLLUP_COLUMNS, rollups);
-}
-
+// JSON has no Infinity, so on SQLite a rollup sum beyond the double range travels as null (which the
+// series reads as unknown, as it does Infinity); PostgreSQL's arrays carry Infinity and NaN as they are.
 const READING_COLUMNS = [
   ['device_id', 'int'],
   ['x', 'float8'],

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
 import type { OpenedDatabase } from '../db/database.js';
 import { moveIdSequencePast } from '../db/dialect.js';
-import { insertReadingRows, type ReadingRow } from '../db/reading-store.js';
+import { type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { DevicesTable, EpochMs, UsersTable } from '../db/tables.js';
 import { LocalTimes } from './local-time.js';
 import {
@@ -161,6 +161,7 @@ export async function importOriginal(
 
   const deviceIds = new Set(sourceDevices.map((d) => d.id));
   const total = report.source.readings;
+  const store = readingStore(db, engine);
   /** One pass over the readings: classifies each, and stores the new ones when `write` is set. */
   const readingsPass = async (write: boolean) => {
     const counts = emptyReadingCounts();
@@ -193,7 +194,7 @@ export async function importOriginal(
           );
         }
       }
-      if (write && report.conflicts.length === 0) await insertReadingRows(db, engine, rows, ids);
+      if (write && report.conflicts.length === 0) await store.insert(rows, ids);
       counts.imported += rows.length;
       done += chunk.length;
       options.onProgress(write ? 'importing' : 'checking', done, total);
