@@ -52,10 +52,18 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
         },
       },
     },
-    async (request) =>
-      Array.isArray(request.body)
-        ? ingest.batch(request.body, deviceToken(request))
-        : ingest.one(request.body, deviceToken(request)),
+    async (request, reply) => {
+      // The union of the schema serializes by trying each shape at run time; the handler knows which
+      // shape it answers, so it picks that shape's serializer, compiled once per route by Fastify.
+      if (Array.isArray(request.body)) {
+        const stored = await ingest.batch(request.body, deviceToken(request));
+        reply.serializer(reply.compileSerializationSchema(BatchResult, '200'));
+        return stored;
+      }
+      const reading = await ingest.one(request.body, deviceToken(request));
+      reply.serializer(reply.compileSerializationSchema(Reading, '200'));
+      return reading;
+    },
   );
 
   app.get(
