@@ -1,3 +1,4 @@
+import type { ProfileSummary } from './cpu-profile.js';
 import type { HeavyLoad, StallRuns } from './heavy.js';
 import type { MqttFigure, MqttResult } from './mqtt.js';
 import type { Rate } from './readings.js';
@@ -51,6 +52,11 @@ export interface EngineResult {
   bulkLoad: Rate;
   singlePost: { connections10: HttpFigure; connections100: HttpFigure };
   batchPost: HttpFigure & { readingsPerRequest: number; readingsPerSecond: number | null };
+  batchPost100: HttpFigure & { readingsPerRequest: number; readingsPerSecond: number | null };
+  /** The seed's Locust mix (bench/mixed.ts): 8 readings, 1 statistics, 1 device list, 10 users. */
+  mixed: HttpFigure;
+  /** The top functions by self time of a profiled single-reading run (also in bench/ingest-profile.md). */
+  profile: ProfileSummary;
   statistics: Omit<Scenario, 'request' | 'rawParams' | 'apiToRaw' | 'answersAgree'>;
   /** attr=x,y,z with percentiles over the same readings as `statistics`, and its server's peak RSS. */
   percentiles: Scenario & { serverPeakRssBytes: number };
@@ -77,6 +83,7 @@ export interface EngineResult {
     single100ToBare: number | null;
     single10ToRawSingleRowTransactions: number | null;
     batchToRawBatched: number | null;
+    batch100ToRawBatched: number | null;
     statisticsApiToRaw: number;
   };
 }
@@ -167,11 +174,11 @@ export function engineRows(result: EngineResult, bare: BareResult): TableRow[] {
     goal:
       engine === 'sqlite'
         ? mark({
-            text: '>= 0.50, p99 <= 10 ms',
+            text: '>= 0.50, p99 <= 5 ms',
             met:
               ratios.single10ToBare === null || p99 === null
                 ? null
-                : ratios.single10ToBare >= 0.5 && p99 <= 10,
+                : ratios.single10ToBare >= 0.5 && p99 <= 5,
           })
         : '',
   });
@@ -191,29 +198,50 @@ export function engineRows(result: EngineResult, bare: BareResult): TableRow[] {
     ratio: ratio(ratios.single100ToBare),
     goal: '',
   });
-  const batch = result.batchPost;
   const best = result.ceilings.fastestBatched;
-  const batchApi =
-    batch.status === 'n/a'
-      ? `n/a (${batch.reason})`
-      : `${int(batch.readingsPerSecond ?? 0)} readings/s (${httpCell(batch)})`;
-  const batchGoal: Goal =
-    engine === 'sqlite'
-      ? {
-          text: '>= 250,000/s and >= 0.60',
-          met:
-            ratios.batchToRawBatched === null
-              ? null
-              : (batch.readingsPerSecond ?? 0) >= 250_000 && ratios.batchToRawBatched >= 0.6,
-        }
-      : { text: '>= 0.80', met: ratios.batchToRawBatched === null ? null : ratios.batchToRawBatched >= 0.8 };
+  const batchRow = (batch: EngineResult['batchPost'], connections: number, batchRatio: number | null) => {
+    const api =
+      batch.status === 'n/a'
+        ? `n/a (${batch.reason})`
+        : `${int(batch.readingsPerSecond ?? 0)} readings/s (${httpCell(batch)})`;
+    const goal: Goal =
+      engine === 'sqlite'
+        ? {
+            text: connections === 10 ? '>= 250,000/s and >= 0.60' : '>= 0.60',
+            met:
+              batchRatio === null
+                ? null
+                : batchRatio >= 0.6 && (connections !== 10 || (batch.readingsPerSecond ?? 0) >= 250_000),
+          }
+        : { text: '>= 0.80', met: batchRatio === null ? null : batchRatio >= 0.8 };
+    rows.push({
+      engine,
+      figure: `POST /data/ ${int(batch.readingsPerRequest)}-reading batches, ${connections} connections`,
+      api,
+      ceiling: `raw ${int(best.rowsPerSecond)} rows/s (${best.method})`,
+      ratio: ratio(batchRatio),
+      goal: mark(goal),
+    });
+  };
+  batchRow(result.batchPost, 10, ratios.batchToRawBatched);
+  batchRow(result.batchPost100, 100, ratios.batch100ToRawBatched);
+  const mixed = result.mixed;
   rows.push({
     engine,
-    figure: `POST /data/ ${int(batch.readingsPerRequest)}-reading batches, 10 connections`,
-    api: batchApi,
-    ceiling: `raw ${int(best.rowsPerSecond)} rows/s (${best.method})`,
-    ratio: ratio(ratios.batchToRawBatched),
-    goal: mark(batchGoal),
+    figure: 'mixed 8:1:1 (readings, statistics of the own device, device list), 10 users',
+    api:
+      mixed.status === 'measured'
+        ? `${httpCell(mixed)}, p95 ${ms(mixed.wrk.latencyMs.p95)} ms`
+        : `n/a (${mixed.reason})`,
+    ceiling: '',
+    ratio: '',
+    goal:
+      engine === 'sqlite' && mixed.status === 'measured'
+        ? mark({
+            text: '>= 3,000 req/s, p95 <= 10 ms',
+            met: mixed.wrk.requestsPerSecond >= 3000 && mixed.wrk.latencyMs.p95 <= 10,
+          })
+        : '',
   });
   rows.push(...mqttRows(result));
   const stats = result.statistics;

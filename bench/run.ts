@@ -31,7 +31,9 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createDevice, probePost, timedGet } from './api.js';
+import { mainThreadProfile, type ProfileSummary, profileTable, summarizeProfile } from './cpu-profile.js';
 import { heavyLoad, stallRuns } from './heavy.js';
+import { MIXED_USERS, writeMixedScript } from './mixed.js';
 import { benchMqtt, brokerAnswers, PubackWatch } from './mqtt.js';
 import { postgresEngine } from './postgres.js';
 import {
@@ -221,11 +223,12 @@ async function startServer(
   raw: RawEngine,
   dataDir: string,
   env: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): Promise<{ child: Child; base: string }> {
   const port = await freePort();
   // LOG_LEVEL=warn: at info Fastify logs two lines per request, which would tax every figure.
   // So the port is chosen here rather than read from the "Server listening" line.
-  const child = startChild(process.execPath, [join('dist', 'src', 'main.js')], {
+  const child = startChild(process.execPath, [...nodeArgs, join('dist', 'src', 'main.js')], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -581,6 +584,31 @@ function largeRowsFor(engine: 'sqlite' | 'postgres'): { rows: number; reason: st
   };
 }
 
+/**
+ * Where the time of single-reading ingest goes: a server of its own on the same database, under
+ * `node --cpu-prof`, through one warm-up and one measured run at 10 connections (a profiled server is
+ * slower, so its figures are not reported); the top 10 functions by self time of the event loop's
+ * thread, over those runs only (start-up left out).
+ */
+async function profileSingleReadings(
+  raw: RawEngine,
+  dataDir: string,
+  script: string,
+): Promise<ProfileSummary> {
+  const dir = join(dataDir, 'cpu-profile');
+  mkdirSync(dir, { recursive: true });
+  log(`${raw.engine}: single readings again, 10 connections, on a server under node --cpu-prof`);
+  const { child, base } = await startServer(raw, dataDir, {}, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  try {
+    await load(`${base}/data/`, script, 10, `${raw.engine} single, 10 conn, profiled`);
+  } finally {
+    await stopChild(child, 30_000);
+  }
+  const file = mainThreadProfile(dir);
+  if (!file) throw new Error(`node --cpu-prof wrote no profile of the main thread into ${dir}`);
+  return summarizeProfile(file, ROOT, { lastSeconds: settings.warmupSeconds + settings.seconds + 1 });
+}
+
 async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Promise<EngineResult> {
   const engine = raw.engine;
   const dataDir = join(work, engine);
@@ -652,26 +680,40 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
   const connections10 = await singleFigure(10);
   const connections100 = await singleFigure(100);
   const batchProbe = await probePost(url, batch);
-  let batchPost: EngineResult['batchPost'];
-  if (batchProbe.status === 200) {
-    const wrk = await load(url, batchScript, 10, `${engine} batch of ${BATCH_SIZE}, 10 conn`);
-    batchPost = {
+  const batchFigure = async (connections: number): Promise<EngineResult['batchPost']> => {
+    if (batchProbe.status !== 200) {
+      log(
+        `${engine}: a batch answered ${batchProbe.status} (${batchProbe.text.slice(0, 160)}): reported as n/a`,
+      );
+      return {
+        status: 'n/a',
+        reason: statusReason(batchProbe.status),
+        readingsPerRequest: BATCH_SIZE,
+        readingsPerSecond: null,
+      };
+    }
+    const wrk = await load(
+      url,
+      batchScript,
+      connections,
+      `${engine} batch of ${BATCH_SIZE}, ${connections} conn`,
+    );
+    return {
       status: 'measured',
       wrk,
       readingsPerRequest: BATCH_SIZE,
       readingsPerSecond: wrk.requestsPerSecond * BATCH_SIZE,
     };
-  } else {
-    log(
-      `${engine}: a batch answered ${batchProbe.status} (${batchProbe.text.slice(0, 160)}): reported as n/a`,
-    );
-    batchPost = {
-      status: 'n/a',
-      reason: statusReason(batchProbe.status),
-      readingsPerRequest: BATCH_SIZE,
-      readingsPerSecond: null,
-    };
-  }
+  };
+  const batchPost = await batchFigure(10);
+  const batchPost100 = await batchFigure(100);
+  log(
+    `${engine}: the mixed scenario, ${MIXED_USERS} users of a device each (8 readings : 1 statistics : 1 device list)`,
+  );
+  const mixed: HttpFigure = {
+    status: 'measured',
+    wrk: await load(base, await writeMixedScript(base, scripts), MIXED_USERS, `${engine} mixed 8:1:1`),
+  };
   let mqtt: EngineResult['mqtt'] = { status: 'skipped', reason: `no MQTT broker at ${brokerUrl}` };
   if (watch) {
     log(`${engine}: MQTT, one device at QoS 1: single readings, then ${BATCH_SIZE}-reading messages`);
@@ -708,9 +750,12 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
     seconds: settings.heavySeconds,
     cwd: ROOT,
     log: (message) => log(`${engine} ${message}`),
+  }).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}\nthe server's last lines:\n${server.tail()}`);
   });
   log(`${engine}: stopping the server`);
   await stopChild(server, 30_000);
+  const profile = await profileSingleReadings(raw, dataDir, singleScript);
 
   // The ceilings straight through the driver, on the same database, with the server gone.
   log(`${engine}: raw inserts through the driver`);
@@ -736,6 +781,9 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
     bulkLoad,
     singlePost: { connections10, connections100 },
     batchPost,
+    batchPost100,
+    mixed,
+    profile,
     statistics: {
       requests: settings.statsRequests,
       apiMedianMs,
@@ -758,9 +806,30 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
       single100ToBare: per(rps(connections100), bare.connections100.requestsPerSecond),
       single10ToRawSingleRowTransactions: per(rps(connections10), singleRowTransactions.rowsPerSecond),
       batchToRawBatched: per(batchPost.readingsPerSecond, fastestBatched.rowsPerSecond),
+      batch100ToRawBatched: per(batchPost100.readingsPerSecond, fastestBatched.rowsPerSecond),
       statisticsApiToRaw: apiMedianMs / rawMedianMs,
     },
   };
+}
+
+/** bench/ingest-profile.md: the CPU profile summaries of the single-reading runs, beside results.json. */
+function profileReport(
+  date: string,
+  machine: { cpu: string; cores: number; node: string },
+  results: EngineResult[],
+) {
+  const sections = results.map(
+    (result) =>
+      `## ${result.engine}: POST /data/ one reading, 10 connections\n\n` +
+      `${Math.round(result.profile.sampledMs / 1000)} s sampled on the event loop's thread; the top 10 by self time:\n\n` +
+      `${profileTable(result.profile)}\n`,
+  );
+  return (
+    `# Where single-reading ingest spends its time (npm run bench, ${date})\n\n` +
+    `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}. Written by bench/run.ts from a server under ` +
+    '`node --cpu-prof` (its warm-up and measured run only); the full figures are in results.json.\n\n' +
+    `${sections.join('\n')}`
+  );
 }
 
 function chosenEngines(): Array<'sqlite' | 'postgres'> {
@@ -833,6 +902,7 @@ async function main(): Promise<void> {
     table: rows,
   };
   writeFileSync(join(ROOT, 'bench', 'results.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench', 'ingest-profile.md'), profileReport(date, machine, results));
   console.log(`\nStatistics bench, ${date}: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
   console.log(
     `${machine.loadGenerator}; ${settings.seconds} s per run after ${settings.warmupSeconds} s warm-up\n`,
@@ -851,7 +921,9 @@ async function main(): Promise<void> {
       for (const line of scenario.plan) console.log(`    ${line}`);
     }
   }
-  console.log(`\nwritten to bench/results.json (${report.durationSeconds} s in all)`);
+  console.log(
+    `\nwritten to bench/results.json and bench/ingest-profile.md (${report.durationSeconds} s in all)`,
+  );
 }
 
 main()

@@ -12,7 +12,15 @@ export interface WrkResult {
   /** Responses with a status of 400 or more (wrk's own count; these routes never redirect). */
   non2xx: number;
   socketErrors: { connect: number; read: number; write: number; timeout: number };
-  latencyMs: { mean: number; p50: number; p90: number; p99: number; p999: number; max: number };
+  latencyMs: {
+    mean: number;
+    p50: number;
+    p90: number;
+    p95: number;
+    p99: number;
+    p999: number;
+    max: number;
+  };
 }
 
 /** wrk is a Debian package; say how to get it rather than failing somewhere in the middle. */
@@ -30,32 +38,37 @@ export function checkWrk(): string {
 }
 
 /** Lua long-bracket string that cannot be closed by its content (JSON never holds "]====]"). */
-const luaString = (text: string) => `[====[${text}]====]`;
+export const luaString = (text: string) => `[====[${text}]====]`;
 
-/**
- * A wrk script sending `body` as a JSON POST (or a plain GET when body is undefined); its done()
- * prints one line of JSON, so nothing depends on wrk's human-readable output.
- */
-export function writeWrkScript(dir: string, name: string, body: string | undefined): string {
-  const request =
-    body === undefined
-      ? 'wrk.method = "GET"\n'
-      : `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = ${luaString(body)}\n`;
-  const done = `
+/** The done() of every script: one line of JSON, so nothing depends on wrk's human-readable output. */
+const DONE = `
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"mean":%.3f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\\n',
+    '"latency_us":{"mean":%.3f,"max":%d,"p50":%d,"p90":%d,"p95":%d,"p99":%d,"p999":%d}}\\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency.max,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99),
+    latency:percentile(99.9)))
 end
 `;
+
+/** A wrk script sending `body` as a JSON POST (or a plain GET when body is undefined). */
+export function writeWrkScript(dir: string, name: string, body: string | undefined): string {
+  const request =
+    body === undefined
+      ? 'wrk.method = "GET"\n'
+      : `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = ${luaString(body)}\n`;
+  return writeLua(dir, name, request);
+}
+
+/** A wrk script of its own Lua (a request() function, say) with the common done(). */
+export function writeLua(dir: string, name: string, lua: string): string {
   const path = join(dir, `${name}.lua`);
-  writeFileSync(path, request + done);
+  writeFileSync(path, lua + DONE);
   return path;
 }
 
@@ -63,7 +76,7 @@ interface DoneJson {
   requests: number;
   duration_us: number;
   errors: { connect: number; read: number; write: number; status: number; timeout: number };
-  latency_us: { mean: number; max: number; p50: number; p90: number; p99: number; p999: number };
+  latency_us: { mean: number; max: number; p50: number; p90: number; p95: number; p99: number; p999: number };
 }
 
 /** One bounded wrk run against 127.0.0.1; killed if it overstays its duration. */
@@ -119,6 +132,7 @@ export async function runWrk(options: {
       mean: ms(done.latency_us.mean),
       p50: ms(done.latency_us.p50),
       p90: ms(done.latency_us.p90),
+      p95: ms(done.latency_us.p95),
       p99: ms(done.latency_us.p99),
       p999: ms(done.latency_us.p999),
       max: ms(done.latency_us.max),
