@@ -17,6 +17,13 @@ const MAX_GROUP = 2000;
  * previous group is being written) are stored together in one statement, and each caller's promise
  * settles only after that statement has committed: an answered request is a durable reading.
  * The wait is bounded by one turn of the event loop plus one write.
+ *
+ * The window is the rest of the current turn of the event loop (setImmediate): the readings whose
+ * requests were parsed in the same turn share a commit. Measured against the alternatives on SQLite
+ * (issue 17, wrk for 4 s, two rounds, a machine at load 13-20): at 10 and 100 connections
+ * setImmediate answered 6,100-6,900 and 4,200-7,000 req/s; a commit per reading (process.nextTick)
+ * 1,300-2,200 and 370-1,300; a 1 ms timer 3,000-3,800 and 3,000-5,100; nextTick while groups stayed
+ * single readings, else setImmediate, 450-500 and 300 (it never left single readings).
  */
 export class ReadingWriter {
   #queue: Pending[] = [];
