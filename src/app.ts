@@ -135,7 +135,7 @@ export async function buildApp(
   await app.register(userRoutes, { db, auth });
   await app.register(deviceRoutes, { db, reads, auth, devices, ingestAuth: config.ingestAuth });
   await app.register(dataRoutes, { reads, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
-  await app.register(transferRoutes, { reads, ingest });
+  await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });
   const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads);
   app.addHook('onClose', () => heavy.close());
   await app.register(statisticsRoutes, { db, heavy, keys: config.statisticsKeys });

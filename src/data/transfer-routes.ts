@@ -1,9 +1,13 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { Kysely } from 'kysely';
 import type { Reads } from '../db/read-replicas.js';
+import type { Database } from '../db/tables.js';
+import { ingestTokenDigest } from '../devices/ingest-tokens.js';
+import { isIngestTokenDigest } from '../devices/queries.js';
 import { parseDateRange } from '../http/dates.js';
-import { unsupportedMediaType } from '../http/errors.js';
+import { DomainError, unsupportedMediaType } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { errorResponses } from '../http/schemas.js';
 import { type ExportFormat, exportReadings } from './export.js';
@@ -12,9 +16,12 @@ import { deviceToken, type Ingest } from './ingest.js';
 import { ImportReport, ReadingFilters } from './schemas.js';
 
 export interface TransferRoutesOptions {
+  /** The primary: the ingest token check must see a token just rotated. */
+  db: Kysely<Database>;
   /** Where exports read (a replica when one is fit). */
   reads: Reads;
   ingest: Ingest;
+  ingestAuth: 'open' | 'token';
 }
 
 const formatByType: Record<string, ImportFormat> = {
@@ -26,7 +33,7 @@ const formatByType: Record<string, ImportFormat> = {
 /** Bulk import and export of readings as CSV or NDJSON, streamed both ways. */
 export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = async (
   app,
-  { reads, ingest },
+  { db, reads, ingest, ingestAuth },
 ) => {
   // The body reaches the handler as the raw stream: it is read line by line, never held whole.
   app.addContentTypeParser(Object.keys(formatByType), (_request, payload, done) => done(null, payload));
@@ -34,6 +41,18 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
   app.post(
     '/data/import',
     {
+      // With INGEST_AUTH=token, an import without a device's token is refused before a byte of its
+      // body is read: reading (and parsing) it first let anyone make the server work on any body.
+      onRequest: async (request) => {
+        if (ingestAuth !== 'token') return;
+        const token = deviceToken(request);
+        if (token === undefined || !(await isIngestTokenDigest(db, ingestTokenDigest(token)))) {
+          throw new DomainError(
+            'UNAUTHORIZED',
+            "The import needs a device's ingest token in the X-Device-Token header",
+          );
+        }
+      },
       // The body is a stream; each line is checked as it is read, with the same rules as POST /data/.
       validatorCompiler: () => () => true,
       schema: {
@@ -44,7 +63,8 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           'Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or ' +
           '`application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in ' +
           'chunks as they are read; invalid ones are reported by line number and do not stop the import. ' +
-          'With INGEST_AUTH=token, lines of devices other than the one whose X-Device-Token is sent are refused.',
+          'With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, ' +
+          'and lines of devices other than the one whose token is sent are refused.',
         security: OPTIONAL_DEVICE_TOKEN,
         consumes: Object.keys(formatByType),
         body: Type.Unsafe<Readable>({
@@ -52,7 +72,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           description: 'CSV or NDJSON text',
           examples: ['device_id,x,y,z,timestamp\n1,100,200,300,2026-11-27T08:00:00Z\n'],
         }),
-        response: { 200: ImportReport, ...errorResponses(415, 422, 503) },
+        response: { 200: ImportReport, ...errorResponses(401, 415, 422, 503) },
       },
     },
     async (request) => {

@@ -104,3 +104,14 @@ export async function listDevices(
 export function deviceIngestDigests(db: Kysely<Database>, ids: number[]) {
   return db.selectFrom('devices').select(['id', 'ingest_token_digest']).where('id', 'in', ids).execute();
 }
+
+/** Whether `digest` is the ingest token digest of some device. */
+export async function isIngestTokenDigest(db: Kysely<Database>, digest: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('devices')
+    .select('id')
+    .where('ingest_token_digest', '=', digest)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}

@@ -29,7 +29,7 @@ export function registerRoutingFallbacks(app: FastifyInstance): void {
   app.setNotFoundHandler(async (request, reply) => {
     const [path = '/', query] = request.url.split(/\?(.*)/s);
     const method = request.method as HTTPMethod;
-    const otherSpelling = path.endsWith('/') ? path.replace(/\/+$/, '') : `${path}/`;
+    const otherSpelling = path.endsWith('/') ? withoutTrailingSlashes(path) : `${path}/`;
     if (otherSpelling !== '' && known.find(method, otherSpelling)) {
       const location = query === undefined ? otherSpelling : `${otherSpelling}?${query}`;
       return reply.code(307).header('location', location).send();
@@ -39,4 +39,11 @@ export function registerRoutingFallbacks(app: FastifyInstance): void {
     }
     throw notFound();
   });
+}
+
+/** `path` without its trailing slashes, in linear time (`/\/+$/` is quadratic on `/a////...//x/`). */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end--;
+  return path.slice(0, end);
 }

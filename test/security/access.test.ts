@@ -594,7 +594,7 @@ onEachEngine(
       assert.equal((await send(reading(device.id), rotated.json().ingest_token)).statusCode, 200);
     });
 
-    it('rejects every import line of a device whose token is missing or wrong, storing nothing', async () => {
+    it('refuses an import without a device token (401), and every line of a device whose token it is not', async () => {
       const device = await newDevice();
       const other = await newDevice();
       const csv = ['device_id,x,y,z', `${device.id},1,2,3`, `${device.id},4,5,6`, `${device.id},7,8,9`].join(
@@ -606,11 +606,20 @@ onEachEngine(
         ['text/csv', csv, 3],
         ['application/x-ndjson', ndjson, 2],
       ] as const) {
-        for (const token of [undefined, other.token, 'dev_wrong']) {
+        for (const token of [undefined, 'dev_wrong']) {
           const response = await h.inject({
             method: 'POST',
             url: '/data/import',
             headers: { 'content-type': type, ...(token === undefined ? {} : { 'x-device-token': token }) },
+            payload: body,
+          });
+          assert.equal(response.statusCode, 401, response.body);
+        }
+        for (const token of [other.token]) {
+          const response = await h.inject({
+            method: 'POST',
+            url: '/data/import',
+            headers: { 'content-type': type, 'x-device-token': token },
             payload: body,
           });
           assert.equal(response.statusCode, 200, response.body);

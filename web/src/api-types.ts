@@ -181,7 +181,7 @@ export interface paths {
         put?: never;
         /**
          * Import readings from CSV or NDJSON, of any size
-         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, lines of devices other than the one whose X-Device-Token is sent are refused.
+         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, and lines of devices other than the one whose token is sent are refused.
          */
         post: operations["importReadings"];
         delete?: never;
@@ -1685,6 +1685,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ImportReport"];
+                };
+            };
+            /** @description No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description A Content-Type this route does not take */
