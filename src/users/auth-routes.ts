@@ -98,7 +98,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
     },
     async (request, reply) => {
       const token = request.token;
-      if (token) await revokeToken(db, token.digest, token.expiresAt);
+      if (token) await revokeToken(db, token.denyKey, token.expiresAt);
       return reply.code(204).send(null);
     },
   );

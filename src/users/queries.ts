@@ -49,11 +49,12 @@ export async function updateUser(db: Kysely<Database>, id: number, changes: User
   return db.updateTable('users').set(changes).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
 }
 
-export async function isTokenRevoked(db: Kysely<Database>, digest: string): Promise<boolean> {
+/** Whether any of the token's deny-list keys (its current key, the digest older logouts stored) is listed. */
+export async function isTokenRevoked(db: Kysely<Database>, keys: string[]): Promise<boolean> {
   const row = await db
     .selectFrom('revoked_tokens')
     .select('token_digest')
-    .where('token_digest', '=', digest)
+    .where('token_digest', 'in', keys)
     .executeTakeFirst();
   return row !== undefined;
 }
