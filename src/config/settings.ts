@@ -145,7 +145,8 @@ export const settings = {
     86_400,
   ),
   LOGIN_LIMIT_PER_ACCOUNT: wholeNumber(
-    'Failed logins per account and window (a success resets it); 0 turns the limit off',
+    'Login attempts per account and client address that may fail in a window (each is counted before the ' +
+      'password is checked; a success resets it, and the owner elsewhere is not locked out); 0 turns the limit off',
     10,
     0,
     1_000_000,

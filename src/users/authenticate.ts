@@ -34,7 +34,8 @@ export function createAuthenticator(db: Kysely<Database>, tokens: TokenService):
     const token = await tokens.verify(match[1]);
     if (!token) throw unauthorized();
     const user = await findUserById(db, token.userId);
-    if (!user?.is_active || (await isTokenRevoked(db, [token.denyKey, token.textDigest]))) throw unauthorized();
+    if (!user?.is_active || (await isTokenRevoked(db, [token.denyKey, token.textDigest])))
+      throw unauthorized();
     request.user = user;
     request.token = token;
   }

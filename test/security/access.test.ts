@@ -50,7 +50,7 @@ function assertLimited(response: LightMyRequestResponse, limitName: RegExp, wind
   assert.match(detail, limitName);
 }
 
-const ACCOUNT_LIMIT = /failed login per account/;
+const ACCOUNT_LIMIT = /failed login per account and client address/;
 const ADDRESS_LIMIT = /login per client address/;
 const REGISTER_LIMIT = /registration per client address/;
 
@@ -61,16 +61,40 @@ const REGISTER_LIMIT = /registration per client address/;
 onEachEngine(
   'rate limit: failed logins per account',
   (h: Harness) => {
-    it('after 3 failures the next attempt, even with the right password, is a 429 naming the account limit', async () => {
+    it('after 3 attempts that fail, the next one from that address is a 429 naming the limit', async () => {
       const { email } = await h.signUp();
       for (let i = 0; i < 3; i++) {
         const wrong = await attemptLogin(h, email, `wrong-password-${i}`);
         assert.equal(wrong.statusCode, 400, wrong.body);
         assert.equal(wrong.json().detail, 'LOGIN_BAD_CREDENTIALS');
       }
+      assertLimited(await attemptLogin(h, email, 'wrong-password-3'), ACCOUNT_LIMIT, 900);
+      // Guessing on from there is no use: the right password too is a 429 from that address.
       assertLimited(await attemptLogin(h, email, PASSWORD), ACCOUNT_LIMIT, 900);
-      // Still limited: a 429 is not counted as a success.
-      assertLimited(await attemptLogin(h, email, PASSWORD), ACCOUNT_LIMIT, 900);
+    });
+
+    it('lets the owner in with the right password from another address while a guesser is limited', async () => {
+      const { email } = await h.signUp();
+      const guesser = '198.51.100.66';
+      for (let i = 0; i < 3; i++) await attemptLogin(h, email, 'wrong-password', { remoteAddress: guesser });
+      assertLimited(await attemptLogin(h, email, 'guess', { remoteAddress: guesser }), ACCOUNT_LIMIT, 900);
+      const owner = await attemptLogin(h, email, PASSWORD, { remoteAddress: '203.0.113.50' });
+      assert.equal(owner.statusCode, 200, owner.body);
+      assert.equal(typeof owner.json().access_token, 'string');
+      // The owner's success does not lift the guesser's limit.
+      assertLimited(await attemptLogin(h, email, 'guess', { remoteAddress: guesser }), ACCOUNT_LIMIT, 900);
+    });
+
+    it('counts an attempt before checking the password: 40 wrong passwords at once get 429s', async () => {
+      const { email } = await h.signUp();
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          attemptLogin(h, email, `wrong-${i}`, { remoteAddress: '198.51.100.40' }),
+        ),
+      );
+      const statuses = answers.map((answer) => answer.statusCode);
+      assert.equal(statuses.filter((status) => status === 400).length, 3, statuses.join(' '));
+      assert.equal(statuses.filter((status) => status === 429).length, 37, statuses.join(' '));
     });
 
     it('leaves other accounts alone while one is limited', async () => {
@@ -121,7 +145,7 @@ onEachEngine(
   { LOGIN_LIMIT_PER_ACCOUNT: '3' },
 );
 
-// The window's end itself is tested on the limiter with a clock the test moves (test/http/rate-limiter.test.ts).
+// The window's end itself is tested on the limiter with a clock the test moves (test/http/rate-limits.test.ts).
 onEachEngine(
   'rate limit: the window',
   (h: Harness) => {
