@@ -62,7 +62,7 @@ export async function buildApp(
     requestTimeout: 30_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    trustProxy: config.trustProxy,
+    trustProxy: trustedProxies(config.trustProxy),
     // Limits on what a client may send beyond the body: long URLs and path parameters.
     routerOptions: { maxParamLength: 200 },
     // Errors raised by the router before a route is found (a malformed URL) get the same JSON shape.
@@ -156,4 +156,14 @@ export async function buildApp(
     });
   }
   return app;
+}
+
+/**
+ * TRUST_PROXY for Fastify. A hop count trusts that many proxies nearest the service, whoever they are
+ * (Fastify 5.12 reads a bare number as "trust none", so the count is given as the function it means);
+ * proxies' addresses are checked against the connection, so they are the safer choice.
+ */
+function trustedProxies(setting: Config['trustProxy']) {
+  if (typeof setting !== 'number') return setting;
+  return (_address: string, hop: number) => hop < setting;
 }

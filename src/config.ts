@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -29,7 +30,8 @@ export interface Config {
   readonly heavyQueries: HeavyQuerySettings;
   readonly statisticsKeys: Settings['STATISTICS_KEYS'];
   readonly corsOrigins: readonly string[];
-  readonly trustProxy: boolean;
+  /** Fastify's `trustProxy`: false, a hop count, or the trusted proxies' addresses and CIDR ranges. */
+  readonly trustProxy: false | number | string[];
   readonly rateLimits: RateLimits;
   readonly ingestAuth: Settings['INGEST_AUTH'];
   readonly metrics: MetricsSettings;
@@ -115,7 +117,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     },
     statisticsKeys: value.STATISTICS_KEYS,
     corsOrigins: value.CORS_ORIGINS,
-    trustProxy: value.TRUST_PROXY,
+    trustProxy: trustProxy(value.TRUST_PROXY),
     rateLimits: {
       windowSeconds: value.RATE_LIMIT_WINDOW_SECONDS,
       loginPerAccount: value.LOGIN_LIMIT_PER_ACCOUNT,
@@ -216,6 +218,32 @@ function mqttSettings(value: Settings): MqttSettings | undefined {
     deviceAuth: value.MQTT_DEVICE_AUTH,
     reconnectMaxSeconds: value.MQTT_RECONNECT_MAX_SECONDS,
   };
+}
+
+/**
+ * TRUST_PROXY as Fastify takes it. `true` is refused rather than read as one hop: it used to mean
+ * "the left-most X-Forwarded-For address", which any client writes itself, and a silent change of
+ * meaning would hide that the setting needs a look.
+ */
+function trustProxy(text: string): Config['trustProxy'] {
+  if (text === 'true') {
+    throw new ConfigError(
+      'TRUST_PROXY=true would let any client choose its own address (the left-most X-Forwarded-For). ' +
+        'Set the number of proxies in front of the service (TRUST_PROXY=1 for one) or their addresses ' +
+        '(TRUST_PROXY=10.0.0.1 or a CIDR range such as 172.16.0.0/12)',
+    );
+  }
+  if (text === 'false' || text === '0') return false;
+  if (/^\d{1,2}$/.test(text)) return Number(text);
+  const proxies = text.split(',').map((item) => item.trim());
+  for (const proxy of proxies) {
+    const [address = '', prefix] = proxy.split('/');
+    const family = isIP(address);
+    if (family === 0 || (prefix !== undefined && Number(prefix) > (family === 4 ? 32 : 128))) {
+      throw new ConfigError(`TRUST_PROXY: "${proxy}" is not an IPv4 or IPv6 address or CIDR range`);
+    }
+  }
+  return proxies;
 }
 
 function databaseUrl(value: string | undefined, dataDir: string): string {

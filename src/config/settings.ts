@@ -134,9 +134,16 @@ export const settings = {
     description: 'Browser origins allowed to call the API, comma-separated; none by default',
     default: [],
   }),
-  TRUST_PROXY: Type.Boolean({
-    description: 'Take the client address from `X-Forwarded-For` (behind a reverse proxy)',
-    default: false,
+  TRUST_PROXY: Type.String({
+    description:
+      'Behind reverse proxies, which of them to believe about the client address (`X-Forwarded-For`): ' +
+      'a hop count (`1`: the one proxy in front; the address it appended is the client) or the ' +
+      "proxies' addresses and CIDR ranges, comma-separated (`10.0.0.1, 172.16.0.0/12`). `false` or `0`: " +
+      "the connection's address. `true` (trust every hop, so any client could name its own address) is " +
+      'refused at start',
+    default: 'false',
+    pattern: '^(false|true|\\d{1,2}|[0-9A-Fa-f:.]+(/\\d{1,3})?( *, *[0-9A-Fa-f:.]+(/\\d{1,3})?)*)$',
+    'x-format': 'false, a hop count, or a comma-separated list of addresses and CIDR ranges',
   }),
   RATE_LIMIT_WINDOW_SECONDS: wholeNumber(
     'The window of the three login and registration limits',

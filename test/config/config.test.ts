@@ -110,7 +110,10 @@ describe('configuration', () => {
       ['LOG_LEVEL', ['loud', 'INFO', 'verbose']],
       ['DATABASE_URL', ['mysql://root@localhost/db', 'sqlite:', 'statistics.db', 'postgres:/nohost']],
       ['INGEST_AUTH', ['closed', 'TOKEN', 'jwt', 'true']],
-      ['TRUST_PROXY', ['yes', 'on', 'TRUE', '2']],
+      [
+        'TRUST_PROXY',
+        ['yes', 'on', 'TRUE', 'true', '1000', '10.0.0.300', '10.0.0.0/33', 'fe80::1/129', 'a, b'],
+      ],
       ['NODE_ENV', ['prod', 'staging']],
       ['RATE_LIMIT_WINDOW_SECONDS', ['0', 'abc', '-5']],
       ['LOGIN_LIMIT_PER_ACCOUNT', ['-1', 'ten']],
@@ -132,7 +135,7 @@ describe('configuration', () => {
           LOG_LEVEL: 'silent',
           DATABASE_URL: 'postgresql://user@db.example:5432/stats',
           INGEST_AUTH: 'token',
-          TRUST_PROXY: 'true',
+          TRUST_PROXY: '10.0.0.1, 172.16.0.0/12 ,fd00::/8',
           CORS_ORIGINS: ' https://a.example , ,https://b.example',
           RATE_LIMIT_WINDOW_SECONDS: '60',
           LOGIN_LIMIT_PER_ACCOUNT: '0',
@@ -142,11 +145,17 @@ describe('configuration', () => {
       assert.equal(config.logLevel, 'silent');
       assert.equal(config.databaseUrl, 'postgresql://user@db.example:5432/stats');
       assert.equal(config.ingestAuth, 'token');
-      assert.equal(config.trustProxy, true);
+      assert.deepEqual(config.trustProxy, ['10.0.0.1', '172.16.0.0/12', 'fd00::/8']);
+      assert.equal(loadConfig(env({ TRUST_PROXY: '2' })).trustProxy, 2);
+      assert.equal(loadConfig(env({ TRUST_PROXY: '0' })).trustProxy, false);
       assert.deepEqual(config.corsOrigins, ['https://a.example', 'https://b.example']);
       assert.equal(config.rateLimits.windowSeconds, 60);
       assert.equal(config.rateLimits.loginPerAccount, 0);
     });
+  });
+
+  it('refuses TRUST_PROXY=true, saying what to set instead', () => {
+    assertConfigError(() => loadConfig(env({ TRUST_PROXY: 'true' })), /TRUST_PROXY=1 for one/);
   });
 
   it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {

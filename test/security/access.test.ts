@@ -235,21 +235,53 @@ onEachEngine(
   { LOGIN_LIMIT_PER_ADDRESS: '3' },
 );
 
-onEachEngine(
-  'rate limit: logins per client address behind a proxy',
-  (h: Harness) => {
-    it('takes the client address from X-Forwarded-For with TRUST_PROXY=true', async () => {
-      const { email } = await h.signUp();
+for (const [trusted, setting] of [
+  ['one hop', '1'],
+  ['its address', '10.0.0.1'],
+  ['its range', '10.0.0.0/8'],
+] as const) {
+  onEachEngine(
+    `rate limit: logins per client address behind one proxy, trusted by ${trusted}`,
+    (h: Harness) => {
       const proxy = '10.0.0.1';
-      const login = (client: string) =>
-        attemptLogin(h, email, PASSWORD, { remoteAddress: proxy, headers: { 'x-forwarded-for': client } });
-      for (let i = 0; i < 2; i++) assert.equal((await login('198.51.100.7')).statusCode, 200);
-      assertLimited(await login('198.51.100.7'), ADDRESS_LIMIT, 900);
-      // Another client behind the same proxy has its own count.
-      assert.equal((await login('198.51.100.8')).statusCode, 200);
+      // The proxy appends the address it sees to whatever the client sent.
+      const login = (email: string, client: string, sent?: string) =>
+        attemptLogin(h, email, PASSWORD, {
+          remoteAddress: proxy,
+          headers: { 'x-forwarded-for': sent === undefined ? client : `${sent}, ${client}` },
+        });
+
+      it('takes the address the proxy saw, whatever the client wrote before it', async () => {
+        const { email } = await h.signUp();
+        for (let i = 0; i < 2; i++) {
+          const response = await login(email, '198.51.100.7', `192.0.2.${i}`);
+          assert.equal(response.statusCode, 200, response.body);
+        }
+        // A rotating X-Forwarded-For does not make a new client.
+        assertLimited(await login(email, '198.51.100.7', '192.0.2.99'), ADDRESS_LIMIT, 900);
+        // Another client behind the same proxy has its own count.
+        assert.equal((await login(email, '198.51.100.8')).statusCode, 200);
+      });
+    },
+    { LOGIN_LIMIT_PER_ADDRESS: '2', TRUST_PROXY: setting },
+  );
+}
+
+onEachEngine(
+  'rate limit: a client that is not the trusted proxy',
+  (h: Harness) => {
+    it('cannot choose its address with X-Forwarded-For', async () => {
+      const { email } = await h.signUp();
+      const login = (sent: string) =>
+        attemptLogin(h, email, PASSWORD, {
+          remoteAddress: '203.0.113.9',
+          headers: { 'x-forwarded-for': sent },
+        });
+      for (let i = 0; i < 2; i++) assert.equal((await login(`192.0.2.${i}`)).statusCode, 200);
+      assertLimited(await login('192.0.2.99'), ADDRESS_LIMIT, 900);
     });
   },
-  { LOGIN_LIMIT_PER_ADDRESS: '2', TRUST_PROXY: 'true' },
+  { LOGIN_LIMIT_PER_ADDRESS: '2', TRUST_PROXY: '10.0.0.1' },
 );
 
 onEachEngine(
