@@ -11,7 +11,7 @@ import type { HeavyQueries } from './heavy-runner.js';
 import { type BucketRow, selectedReadingTime } from './reading-series.js';
 import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { requireSelectable } from './selection.js';
-import { bucketBoundaries, formatInZone, isTimeZone, parseBucket } from './time-buckets.js';
+import { bucketBoundaries, canonicalTimeZone, formatInZone, parseBucket } from './time-buckets.js';
 
 export interface SeriesRoutesOptions {
   db: Kysely<Database>;
@@ -97,7 +97,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const { device_id, user_id, tz, fill, median } = request.query;
+      const { device_id, user_id, fill, median } = request.query;
       const attrs = parseAttributes(request.query.attr);
       const size = parseBucket(request.query.bucket);
       if (!size)
@@ -106,10 +106,11 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
           'bucket must be N followed by m, h, d or w, with N >= 1',
           'value_error.bucket',
         );
-      if (!isTimeZone(tz))
+      const tz = canonicalTimeZone(request.query.tz);
+      if (tz === undefined)
         throw invalidQuery(
           'tz',
-          `unknown time zone "${tz}": use an IANA name such as Europe/Berlin`,
+          `unknown time zone "${request.query.tz}": use an IANA name such as Europe/Berlin`,
           'value_error.tz',
         );
       const selection = { deviceId: device_id, ownerId: user_id, ...parseDateRange(request.query) };

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { EpochMs } from '../db/tables.js';
 
 /** A bucket width: N minutes or hours (fixed length), or N days or weeks (the zone's calendar). */
@@ -15,20 +16,28 @@ export function parseBucket(text: string): BucketSize | undefined {
   return { count: Number(match[1]), unit: match[2] as BucketSize['unit'] };
 }
 
-export function isTimeZone(zone: string): boolean {
+/**
+ * The zone's canonical IANA name (`europe/BERLIN` -> `Europe/Berlin`), or undefined for no zone.
+ * Zone names match case-insensitively: the rest of the work, and the formatter cache, use this name.
+ */
+export function canonicalTimeZone(zone: string): string | undefined {
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
+    return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
+/**
+ * A formatter per canonical zone name: building one costs ~30 µs, and a series asks for an offset per
+ * bucket. Bounded (there are some 600 IANA zones), so no client text can grow it without end: keyed by
+ * the raw text, 300 case variants of one zone cost 8.9 MB that never came back.
+ */
+export const zoneFormatters = new LRUCache<string, Intl.DateTimeFormat>({ max: 1000 });
 
 /** The zone's offset from UTC at an instant, in milliseconds (positive east of Greenwich). */
 export function zoneOffsetMs(zone: string, at: EpochMs): number {
-  let format = formatters.get(zone);
+  let format = zoneFormatters.get(zone);
   if (!format) {
     format = new Intl.DateTimeFormat('en-US', {
       timeZone: zone,
@@ -40,7 +49,8 @@ export function zoneOffsetMs(zone: string, at: EpochMs): number {
       minute: 'numeric',
       second: 'numeric',
     });
-    formatters.set(zone, format);
+    // Cached only under the canonical name; other spellings build a formatter each time, unkept.
+    if (format.resolvedOptions().timeZone === zone) zoneFormatters.set(zone, format);
   }
   const parts = Object.fromEntries(format.formatToParts(at).map((part) => [part.type, Number(part.value)]));
   const wall = Date.UTC(
