@@ -14,6 +14,7 @@ import { deviceRoutes } from './devices/routes.js';
 import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
 import { Lifecycle } from './health/lifecycle.js';
 import { Health, healthRoutes, Readiness, startingGate } from './health/routes.js';
+import { refuseCrossSiteWrites } from './http/cross-site.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { answerRequestIds, loggingOptions } from './http/logging.js';
@@ -88,6 +89,7 @@ export async function buildApp(
   registerRoutingFallbacks(app);
   registerJsonBodyParser(app);
   sendSecureHeaders(app);
+  refuseCrossSiteWrites(app, config.corsOrigins);
   // No origin is allowed by default: browsers on other sites cannot call the API until configured.
   await app.register(cors, { origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false });
 

@@ -26,7 +26,7 @@ export const ValidationErrorResponse = Type.Object(
 const ERROR_DESCRIPTIONS = {
   400: 'Refused: `detail` is a FastAPI Users code (or `{code, reason}` for a password rule)',
   401: 'No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user',
-  403: 'The token is valid, but its user may not do this',
+  403: 'The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow',
   404: 'Not found',
   405: 'Not allowed',
   413: 'The body is larger than the server takes',

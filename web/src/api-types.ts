@@ -629,6 +629,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -711,6 +720,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -780,6 +798,15 @@ export interface operations {
             };
             /** @description No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -880,6 +907,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -953,7 +989,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The token is valid, but its user may not do this */
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -999,6 +1035,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Not allowed */
             405: {
                 headers: {
@@ -1056,7 +1101,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The token is valid, but its user may not do this */
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1194,6 +1239,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -1314,7 +1368,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The token is valid, but its user may not do this */
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1388,7 +1442,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The token is valid, but its user may not do this */
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1476,7 +1530,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The token is valid, but its user may not do this */
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1601,6 +1655,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Not found */
             404: {
                 headers: {
@@ -1689,6 +1752,15 @@ export interface operations {
             };
             /** @description No valid token: missing where one is needed, or invalid, expired, logged out, or of an inactive user */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
