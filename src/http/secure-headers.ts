@@ -8,7 +8,7 @@ import helmet from 'helmet';
  * Running helmet per request cost a dozen `setHeader` calls each (helmet's middleware, and before it
  * @fastify/helmet rebuilding that middleware, were 1-4% of the ingest profile).
  */
-export function secureHeaderValues(): Readonly<Record<string, string>> {
+export function secureHeaderValues(options: { inlineScripts: boolean }): Readonly<Record<string, string>> {
   const headers: Record<string, string> = {};
   const recorder = {
     setHeader(name: string, value: string | number | readonly string[]) {
@@ -19,14 +19,14 @@ export function secureHeaderValues(): Readonly<Record<string, string>> {
     },
   };
   let failure: unknown;
+  const inline = options.inlineScripts;
   helmet({
-    // Swagger UI at /docs runs its own inline scripts and styles; the API answers only JSON.
     contentSecurityPolicy: {
       directives: {
         defaultSrc: ["'self'"],
-        scriptSrc: ["'self'", "'unsafe-inline'"],
+        scriptSrc: inline ? ["'self'", "'unsafe-inline'"] : ["'self'"],
         styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:', 'validator.swagger.io'],
+        imgSrc: ["'self'", 'data:', ...(inline ? ['validator.swagger.io'] : [])],
         // Served over plain HTTP on a laptop too: upgrading would break /docs there.
         upgradeInsecureRequests: null,
       },
@@ -38,11 +38,18 @@ export function secureHeaderValues(): Readonly<Record<string, string>> {
   return Object.freeze(headers);
 }
 
-/** Every answer carries the security headers (set as Fastify reply headers, written with the status line). */
+/**
+ * Every answer carries the security headers (set as Fastify reply headers, written with the status
+ * line). Scripts run only from the service's own files: the dashboard keeps the token in
+ * sessionStorage, where an injected inline script could read it. Swagger UI at /docs runs its own
+ * inline scripts: only there are they allowed.
+ */
 export function sendSecureHeaders(app: FastifyInstance): void {
-  const headers = secureHeaderValues();
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.headers(headers);
+  const strictHeaders = secureHeaderValues({ inlineScripts: false });
+  const docsHeaders = secureHeaderValues({ inlineScripts: true });
+  app.addHook('onRequest', (request, reply, done) => {
+    const isDocs = request.url === '/docs' || request.url.startsWith('/docs/');
+    reply.headers(isDocs ? docsHeaders : strictHeaders);
     done();
   });
 }

@@ -57,6 +57,8 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
   let context: BrowserContext;
   let page: Page;
   const pageErrors: string[] = [];
+  // What the strict content security policy refused: the dashboard must need nothing it refuses.
+  const refusedByPolicy: string[] = [];
   const email = `ada-${Date.now()}@example.com`;
   const password = 'a long secret for the browser';
   let deviceId = 0;
@@ -72,6 +74,9 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(15_000);
     page.on('pageerror', (error) => pageErrors.push(String(error)));
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) refusedByPolicy.push(message.text());
+    });
   });
 
   after(async () => {
@@ -89,6 +94,7 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     const home = await api('/');
     assert.equal(home.status, 200);
     assert.match(home.headers.get('content-type') ?? '', /text\/html/);
+    assert.doesNotMatch(home.headers.get('content-security-policy') ?? '', /script-src[^;]*unsafe-inline/);
     const html = await home.text();
     assert.match(html, /<script type="module" crossorigin src="\/assets\/[^"]+\.js"><\/script>/);
     assert.doesNotMatch(html, /https?:\/\//, 'every asset is local');
@@ -324,5 +330,6 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     await page.getByText('Your session has expired or was ended: please sign in again.').waitFor();
     assert.match(page.url(), /#\/login$/);
     assert.deepEqual(pageErrors, []);
+    assert.deepEqual(refusedByPolicy, []);
   });
 });
