@@ -22,6 +22,7 @@ import { registerOpenApi } from './http/openapi.js';
 import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
 import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { sendSecureHeaders } from './http/secure-headers.js';
+import { IDLE_TIMEOUT_MS } from './http/timeouts.js';
 import { validatorCompiler } from './http/validation.js';
 import { collectProcessMetrics, createMetrics, type Metrics } from './metrics/metrics.js';
 import { metricsRoutes, recordRequests } from './metrics/routes.js';
@@ -58,9 +59,11 @@ export async function buildApp(
   const app = Fastify({
     ...loggingOptions(config),
     bodyLimit: config.bodyLimitBytes,
-    // Long enough for a slow client, short enough that idle sockets do not pile up.
-    connectionTimeout: 30_000,
-    requestTimeout: 30_000,
+    // A socket that sends nothing for 30 s is closed: idle sockets do not pile up. No limit on a
+    // request's total time: it cut streamed imports of any size at 30 s (imports answer their own
+    // idle timeout with what was stored, src/data/transfer-routes.ts).
+    connectionTimeout: IDLE_TIMEOUT_MS,
+    requestTimeout: 0,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     trustProxy: trustedProxies(config.trustProxy),
@@ -70,7 +73,7 @@ export async function buildApp(
     frameworkErrors: (error, _request, reply) => {
       (reply as FastifyReply).code(error.statusCode ?? 400).send({ detail: error.message });
     },
-    http: { maxHeaderSize: 16_384 },
+    http: { maxHeaderSize: 16_384, headersTimeout: IDLE_TIMEOUT_MS },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = createMetrics(database.pool);

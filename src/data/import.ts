@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { ReadingRow } from '../db/reading-store.js';
+import { DomainError } from '../http/errors.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
 import type { Ingest } from './ingest.js';
 import { readLines } from './lines.js';
@@ -53,29 +54,42 @@ export async function importReadings(
     chunk = [];
   };
 
-  for await (const line of readLines(input, MAX_LINE)) {
-    if (line.tooLong) {
-      reject(line.number, `line is longer than ${MAX_LINE} characters`);
-      continue;
+  let lastLine = 0;
+  try {
+    for await (const line of linesOf(input)) {
+      lastLine = line.number;
+      if (line.tooLong) {
+        reject(line.number, `line is longer than ${MAX_LINE} characters`);
+        continue;
+      }
+      if (
+        line.text.trim() === '' ||
+        (format === 'csv' && line.number === 1 && /^\s*"?device_id/i.test(line.text))
+      ) {
+        continue;
+      }
+      const parsed = format === 'csv' ? parseCsvLine(line.text) : parseJsonLine(line.text);
+      if (typeof parsed === 'string') {
+        reject(line.number, parsed);
+        continue;
+      }
+      const row = ingest.prepare(parsed, Date.now());
+      if (!('device_id' in row)) {
+        reject(line.number, `${row.field}: ${row.msg}`);
+        continue;
+      }
+      chunk.push({ line: line.number, row });
+      if (chunk.length >= CHUNK) await flush();
     }
-    if (
-      line.text.trim() === '' ||
-      (format === 'csv' && line.number === 1 && /^\s*"?device_id/i.test(line.text))
-    ) {
-      continue;
-    }
-    const parsed = format === 'csv' ? parseCsvLine(line.text) : parseJsonLine(line.text);
-    if (typeof parsed === 'string') {
-      reject(line.number, parsed);
-      continue;
-    }
-    const row = ingest.prepare(parsed, Date.now());
-    if (!('device_id' in row)) {
-      reject(line.number, `${row.field}: ${row.msg}`);
-      continue;
-    }
-    chunk.push({ line: line.number, row });
-    if (chunk.length >= CHUNK) await flush();
+  } catch (error) {
+    if (!(error instanceof InputEnded)) throw error;
+    // The body stopped coming: what was read is stored, and the answer says up to where.
+    if (chunk.length > 0) await flush();
+    throw new DomainError(
+      'REQUEST_TIMEOUT',
+      `The import stopped: ${error.reason}. Stored ${report.stored} readings from lines 1 to ${lastLine} ` +
+        `(${report.rejected} lines rejected); send the lines after line ${lastLine} again`,
+    );
   }
   if (chunk.length > 0) await flush();
   report.errors.sort((a, b) => a.line - b.line);
@@ -112,3 +126,25 @@ function parseCsvLine(text: string): ReadingCreate | string {
     ...(timestamp ? { timestamp } : {}),
   });
 }
+
+/** The request body failed (the client went quiet or went away), not the database. */
+class InputEnded extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+/** The lines of `input`; an error of the stream itself becomes an InputEnded. */
+async function* linesOf(input: Readable) {
+  try {
+    yield* readLines(input, MAX_LINE);
+  } catch (error) {
+    const { code } = error as { code?: string };
+    throw new InputEnded(
+      code === IDLE ? 'no bytes came for 30 s' : `the body ended early (${code ?? (error as Error).message})`,
+    );
+  }
+}
+
+/** The code of the error that ends an import whose client sends nothing for the idle timeout. */
+export const IDLE = 'IMPORT_IDLE';

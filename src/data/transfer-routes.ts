@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
@@ -10,8 +10,9 @@ import { parseDateRange } from '../http/dates.js';
 import { DomainError, unsupportedMediaType } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { errorResponses } from '../http/schemas.js';
+import { IDLE_TIMEOUT_MS } from '../http/timeouts.js';
 import { type ExportFormat, exportReadings } from './export.js';
-import { type ImportFormat, importReadings } from './import.js';
+import { IDLE, type ImportFormat, importReadings } from './import.js';
 import { deviceToken, type Ingest } from './ingest.js';
 import { ImportReport, ReadingFilters } from './schemas.js';
 
@@ -64,7 +65,9 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           '`application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in ' +
           'chunks as they are read; invalid ones are reported by line number and do not stop the import. ' +
           'With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, ' +
-          'and lines of devices other than the one whose token is sent are refused.',
+          'and lines of devices other than the one whose token is sent are refused. There is no limit on the ' +
+          "import's total time; a body that sends nothing for 30 s is stopped with a 408 whose detail says how " +
+          'many readings were stored and from which line to send again.',
         security: OPTIONAL_DEVICE_TOKEN,
         consumes: Object.keys(formatByType),
         body: Type.Unsafe<Readable>({
@@ -72,16 +75,35 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           description: 'CSV or NDJSON text',
           examples: ['device_id,x,y,z,timestamp\n1,100,200,300,2026-11-27T08:00:00Z\n'],
         }),
-        response: { 200: ImportReport, ...errorResponses(401, 415, 422, 503) },
+        response: { 200: ImportReport, ...errorResponses(401, 408, 415, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const type = request.headers['content-type'] ?? '';
       const format = formatByType[type.split(';')[0]?.trim().toLowerCase() ?? ''];
       if (!format || !(request.body instanceof Readable)) {
         throw unsupportedMediaType(type, Object.keys(formatByType).join(' or '));
       }
-      return importReadings(ingest, request.body, format, deviceToken(request));
+      // No limit on an import's total time, only on silence: the connection's idle timeout, answered
+      // here with what was stored rather than by closing the socket. The lines are read through a
+      // stream of their own, so that ending them leaves the socket open for the answer.
+      const body = request.body;
+      const lines = new PassThrough();
+      body.pipe(lines);
+      body.on('error', (error) => lines.destroy(error));
+      request.raw.setTimeout(IDLE_TIMEOUT_MS, () => {
+        body.unpipe(lines);
+        lines.destroy(Object.assign(new Error('no bytes within the idle timeout'), { code: IDLE }));
+      });
+      try {
+        return await importReadings(ingest, lines, format, deviceToken(request));
+      } catch (error) {
+        if (error instanceof DomainError && error.code === 'REQUEST_TIMEOUT') {
+          request.log.info({ reason: error.message }, 'import cut short');
+          reply.header('connection', 'close');
+        }
+        throw error;
+      }
     },
   );
 

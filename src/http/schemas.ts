@@ -29,6 +29,7 @@ const ERROR_DESCRIPTIONS = {
   403: 'The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow',
   404: 'Not found',
   405: 'Not allowed',
+  408: 'The body stopped coming: `detail` says what was stored',
   413: 'The body is larger than the server takes',
   415: 'A Content-Type this route does not take',
   422: 'Invalid input: each item names the field (`loc`) and the problem',

@@ -181,7 +181,7 @@ export interface paths {
         put?: never;
         /**
          * Import readings from CSV or NDJSON, of any size
-         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, and lines of devices other than the one whose token is sent are refused.
+         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, and lines of devices other than the one whose token is sent are refused. There is no limit on the import's total time; a body that sends nothing for 30 s is stopped with a 408 whose detail says how many readings were stored and from which line to send again.
          */
         post: operations["importReadings"];
         delete?: never;
@@ -1761,6 +1761,15 @@ export interface operations {
             };
             /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body stopped coming: `detail` says what was stored */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
