@@ -11,6 +11,8 @@ import { deviceIngestDigests } from './queries.js';
  */
 export class KnownDevices {
   readonly #digests = new Map<number, string | null>();
+  /** Counts forgets: a lookup that overlapped one may hold a digest read before the change. */
+  #forgets = 0;
 
   /** `announce` tells the other processes on the same database to forget a device (device-changes.ts). */
   constructor(
@@ -22,11 +24,14 @@ export class KnownDevices {
   async missing(ids: Iterable<number>): Promise<number[]> {
     const unique = [...new Set(ids)];
     const unknown = unique.filter((id) => !this.#digests.has(id));
-    if (unknown.length > 0) {
-      for (const row of await deviceIngestDigests(this.db, unknown))
-        this.#digests.set(row.id, row.ingest_token_digest);
-    }
-    return unknown.filter((id) => !this.#digests.has(id));
+    if (unknown.length === 0) return [];
+    const forgets = this.#forgets;
+    const rows = await deviceIngestDigests(this.db, unknown);
+    // A token rotated (or a device deleted) while the lookup ran may have been read before the change:
+    // then nothing is kept (the next lookup reads again), so an old digest is never cached back.
+    if (forgets === this.#forgets) for (const row of rows) this.#digests.set(row.id, row.ingest_token_digest);
+    const found = new Set(rows.map((row) => row.id));
+    return unknown.filter((id) => !found.has(id));
   }
 
   /** The (existing) devices among `ids` whose ingest token is not `token`. */
@@ -40,16 +45,18 @@ export class KnownDevices {
 
   /** After a device is deleted or gets a new token: here, and in every other process. */
   async forget(id: number): Promise<void> {
-    this.#digests.delete(id);
+    this.forgetHere(id);
     await this.announce(id);
   }
 
   /** Another process announced a change to the device. */
   forgetHere(id: number): void {
+    this.#forgets++;
     this.#digests.delete(id);
   }
 
   forgetAll(): void {
+    this.#forgets++;
     this.#digests.clear();
   }
 }
