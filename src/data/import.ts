@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { isForeignKeyViolation } from '../db/dialect.js';
 import type { ReadingRow } from '../db/reading-store.js';
 import { DomainError } from '../http/errors.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
@@ -43,14 +44,28 @@ export async function importReadings(
     const ids = chunk.map((c) => c.row.device_id);
     const missing = new Set(await ingest.devices.missing(ids));
     const closed = new Set(ingest.refused(ids, deviceToken));
-    const rows: ReadingRow[] = [];
+    let rows: { line: number; row: ReadingRow }[] = [];
     for (const { line, row } of chunk) {
       if (missing.has(row.device_id)) reject(line, `device ${row.device_id} not found`);
       else if (closed.has(row.device_id))
         reject(line, `device ${row.device_id} needs its ingest token (X-Device-Token)`);
-      else rows.push(row);
+      else rows.push({ line, row });
     }
-    report.stored += (await ingest.store(rows)).length;
+    try {
+      report.stored += (await ingest.store(rows.map((r) => r.row))).length;
+    } catch (error) {
+      if (!isForeignKeyViolation(error)) throw error;
+      // A device was deleted between the check and the insert (the chunk was stored not at all): its
+      // lines are rejected, the others stored.
+      for (const id of new Set(ids)) ingest.devices.forget(id);
+      const deleted = new Set(await ingest.devices.missing(ids));
+      rows = rows.filter(({ line, row }) => {
+        if (deleted.has(row.device_id))
+          reject(line, `device ${row.device_id} not found (deleted during the import)`);
+        return !deleted.has(row.device_id);
+      });
+      report.stored += (await ingest.store(rows.map((r) => r.row))).length;
+    }
     chunk = [];
   };
 

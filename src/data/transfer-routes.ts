@@ -91,7 +91,8 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
       const lines = new PassThrough();
       body.pipe(lines);
       body.on('error', (error) => lines.destroy(error));
-      request.raw.setTimeout(IDLE_TIMEOUT_MS, () => {
+      // (Requests made with inject() have no socket, and no setTimeout.)
+      request.raw.setTimeout?.(IDLE_TIMEOUT_MS, () => {
         body.unpipe(lines);
         lines.destroy(Object.assign(new Error('no bytes within the idle timeout'), { code: IDLE }));
       });

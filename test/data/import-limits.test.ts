@@ -16,11 +16,12 @@ onEachEngine('import: linear-time parsing', (h: Harness) => {
     base = await listen(h);
   });
 
-  it('answers 200 KB of 4 KB digit fields at once, and /health stays fast meanwhile', async () => {
+  it('answers 800 KB of 4 KB digit fields at once, and /health stays fast meanwhile', async () => {
     const device = await h.createDevice();
-    // A digit run that is not a number: the old pattern backtracked quadratically on it (1.9 s).
+    // A digit run that is not a number: the old pattern backtracked quadratically on it (~50 ms a field,
+    // so ~10 s for these 200 lines; linear parsing takes a few ms, the rest is a loaded machine's noise).
     const line = `${device},${'7'.repeat(4000)}x,2,3\n`;
-    const body = line.repeat(50);
+    const body = line.repeat(200);
     const healthMs: number[] = [];
     let importing = true;
     const probe = (async () => {
@@ -42,10 +43,45 @@ onEachEngine('import: linear-time parsing', (h: Harness) => {
     await probe;
     assert.equal(response.status, 200);
     const report = (await response.json()) as { stored: number; rejected: number };
-    assert.deepEqual([report.stored, report.rejected], [0, 50]);
-    assert.ok(importMs < 700, `the import took ${Math.round(importMs)} ms`);
-    const slowest = Math.max(...healthMs);
-    assert.ok(slowest < 300, `/health took up to ${Math.round(slowest)} ms during the import`);
+    assert.deepEqual([report.stored, report.rejected], [0, 200]);
+    assert.ok(importMs < 4000, `the import took ${Math.round(importMs)} ms`);
+    // The median probe: a blocked event loop holds most of them, a loaded machine only a few.
+    const median = [...healthMs].sort((a, b) => a - b)[Math.floor(healthMs.length / 2)] ?? 0;
+    assert.ok(
+      median < 300,
+      `/health took ${Math.round(median)} ms (median of ${healthMs.length}) during the import`,
+    );
+  });
+
+  it('rejects the lines of a device deleted during the import and stores the rest (no 500)', async () => {
+    const kept = await h.createDevice();
+    const deleted = await h.createDevice();
+    // Both devices are known to the service (checked once, then remembered)...
+    const first = await h.post('/data/', [
+      { device_id: kept, x: 1, y: 1, z: 1 },
+      { device_id: deleted, x: 1, y: 1, z: 1 },
+    ]);
+    assert.equal(first.statusCode, 200, first.body);
+    // ...when one is deleted between the import's check and its insert (here: behind its back).
+    await h.db.deleteFrom('devices').where('id', '=', deleted).execute();
+    const response = await h.inject({
+      method: 'POST',
+      url: '/data/import',
+      headers: { 'content-type': 'text/csv' },
+      payload: `${kept},1,2,3\n${deleted},4,5,6\n${kept},7,8,9\n`,
+    });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual(response.json(), {
+      stored: 2,
+      rejected: 1,
+      errors: [{ line: 2, reason: `device ${deleted} not found (deleted during the import)` }],
+    });
+    const stored = await h.db
+      .selectFrom('data')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('device_id', '=', kept)
+      .executeTakeFirstOrThrow();
+    assert.equal(Number(stored.n), 3);
   });
 
   it('trims 16,000 trailing slashes in linear time (the other spelling of a route is found)', async () => {
