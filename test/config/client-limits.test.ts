@@ -8,7 +8,7 @@ import { type Harness, onEachEngine } from '../helpers/harness.js';
  * override change what the API answers.
  */
 
-const payloadOf = (token: string): { exp: number; iat: number } =>
+const payloadOf = (token: string): { exp: number; iat: number; jti: string } =>
   JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8'));
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -88,7 +88,10 @@ onEachEngine('settings: the documented defaults', (h: Harness) => {
     assert.equal(logout.statusCode, 204, logout.body);
     const rows = await h.db.selectFrom('revoked_tokens').selectAll().execute();
     const expiresAt = new Map(rows.map((r) => [r.token_digest, Number(r.expires_at)]));
-    const digest = createHash('sha256').update(user.token).digest('hex');
+    // Listed by its jti (tokens/deny list: src/users/tokens.ts).
+    const digest = createHash('sha256')
+      .update(`jti:${payloadOf(user.token).jti}`)
+      .digest('hex');
     assert.deepEqual([...expiresAt.keys()].sort(), [current, digest].sort(), 'the expired entry is gone');
     assert.equal(expiresAt.get(digest), payloadOf(user.token).exp * 1000, 'kept until the token expires');
     assert.equal((await h.get('/users/me', user.token)).statusCode, 401);
