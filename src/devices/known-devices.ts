@@ -9,6 +9,9 @@ import { deviceIngestDigests } from './queries.js';
  * a moment later); a device that is deleted or gets a new token is forgotten by its routes, in every
  * process on the same PostgreSQL (device-changes.ts).
  */
+/** Lookups overlapped by forgets each time keep nothing after this many: the device's readings are refused until the next. */
+const MAX_LOOKUPS = 5;
+
 export class KnownDevices {
   readonly #digests = new Map<number, string | null>();
   /** Counts forgets: a lookup that overlapped one may hold a digest read before the change. */
@@ -25,11 +28,17 @@ export class KnownDevices {
     const unique = [...new Set(ids)];
     const unknown = unique.filter((id) => !this.#digests.has(id));
     if (unknown.length === 0) return [];
-    const forgets = this.#forgets;
-    const rows = await deviceIngestDigests(this.db, unknown);
     // A token rotated (or a device deleted) while the lookup ran may have been read before the change:
-    // then nothing is kept (the next lookup reads again), so an old digest is never cached back.
-    if (forgets === this.#forgets) for (const row of rows) this.#digests.set(row.id, row.ingest_token_digest);
+    // then the lookup runs again (it starts after the change), so an old digest is never cached back.
+    // A process hears its own announcements too, so one overlapping forget is common on PostgreSQL.
+    let rows: Awaited<ReturnType<typeof deviceIngestDigests>> = [];
+    for (let attempt = 0; attempt < MAX_LOOKUPS; attempt++) {
+      const forgets = this.#forgets;
+      rows = await deviceIngestDigests(this.db, unknown);
+      if (forgets !== this.#forgets) continue;
+      for (const row of rows) this.#digests.set(row.id, row.ingest_token_digest);
+      break;
+    }
     const found = new Set(rows.map((row) => row.id));
     return unknown.filter((id) => !found.has(id));
   }

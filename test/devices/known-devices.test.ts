@@ -13,12 +13,13 @@ onEachEngine(
       const { id, ingest_token: oldToken } = created.json();
       // No other process to tell: the announcement goes nowhere.
       const devices = new KnownDevices(h.db, async () => {});
-      // A lookup is in flight (it reads the old digest) when the rotation forgets the device.
+      // A lookup is in flight (it reads the old digest) when the rotation stores the new digest and
+      // forgets the device, as the rotation route does.
       const lookup = devices.missing([id]);
-      devices.forgetHere(id);
-      assert.deepEqual(await lookup, [], 'the device exists');
       const rotated = newIngestToken();
       await setIngestTokenDigest(h.db, id, rotated.digest);
+      devices.forgetHere(id);
+      assert.deepEqual(await lookup, [], 'the device exists');
       assert.deepEqual(devices.refusing([id], oldToken), [id], 'the old token is refused');
       assert.deepEqual(await devices.missing([id]), []);
       assert.deepEqual(devices.refusing([id], oldToken), [id], 'still refused once read again');
