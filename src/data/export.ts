@@ -29,12 +29,12 @@ export function exportReadings(
       if (page.length > 0) yield page.map(line).join('');
       const last = page.at(-1);
       if (rows.length <= PAGE || !last) return;
-      after = { createdAt: Date.parse(last.created_at), id: last.id };
+      after = { createdAt: Date.parse(last.timestamp), id: last.id };
     }
   }
   return Readable.from(lines());
 }
 
-const toCsvLine = (r: Reading) => `${r.device_id},${r.x},${r.y},${r.z},${r.created_at}\n`;
+const toCsvLine = (r: Reading) => `${r.device_id},${r.x},${r.y},${r.z},${r.timestamp}\n`;
 const toJsonLine = (r: Reading) =>
-  `${JSON.stringify({ id: r.id, device_id: r.device_id, x: r.x, y: r.y, z: r.z, timestamp: r.created_at })}\n`;
+  `${JSON.stringify({ id: r.id, device_id: r.device_id, x: r.x, y: r.y, z: r.z, timestamp: r.timestamp })}\n`;

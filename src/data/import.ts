@@ -5,16 +5,9 @@ import { DomainError } from '../http/errors.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
 import type { Ingest } from './ingest.js';
 import { readLines } from './lines.js';
-import { ReadingCreate } from './schemas.js';
+import { type ImportReport, ReadingCreate } from './schemas.js';
 
 export type ImportFormat = 'csv' | 'ndjson';
-
-export interface ImportReport {
-  stored: number;
-  rejected: number;
-  /** The first rejected lines, each with its number and the reason. */
-  errors: { line: number; reason: string }[];
-}
 
 const CHUNK = 5000;
 const MAX_LINE = 4096;

@@ -35,7 +35,7 @@ export interface Ingest {
   prepare(
     reading: ReadingCreate,
     receivedAt: EpochMs,
-  ): ReadingRow | { field: keyof ReadingCreate; msg: string; type: string };
+  ): ReadingRow | { field: keyof ReadingCreate | 'created_at'; msg: string; type: string };
   devices: KnownDevices;
 }
 
@@ -72,6 +72,13 @@ export function createIngest(
   };
 
   const prepare: Ingest['prepare'] = (reading, receivedAt) => {
+    // The answers' old name for the time: taking it silently would store the server's time instead.
+    if (Object.hasOwn(reading, 'created_at'))
+      return {
+        field: 'created_at',
+        msg: "a reading's time is `timestamp` (ISO 8601 with a zone); `created_at` is not taken",
+        type: 'value_error.renamed_field',
+      };
     let createdAt = receivedAt;
     if (reading.timestamp !== undefined) {
       createdAt = Date.parse(reading.timestamp);
@@ -102,7 +109,8 @@ export function createIngest(
         throw notFound(`Device ${row.device_id} not found`);
       requireTokens([row.device_id], deviceToken);
       const id = await writer.write(row);
-      return { id, ...row, created_at: toIsoString(row.created_at) };
+      const { created_at, ...values } = row;
+      return { id, ...values, timestamp: toIsoString(created_at) };
     },
 
     async batch(readings, deviceToken) {

@@ -10,11 +10,13 @@ const toReading = (row: Selectable<ReadingsTable>): Reading => ({
   x: row.x,
   y: row.y,
   z: row.z,
-  created_at: toIsoString(row.created_at),
+  timestamp: toIsoString(row.created_at),
 });
 
 export interface ReadingPage {
   limit: number;
+  /** Readings skipped (after `after`). */
+  offset?: number;
   after?: { createdAt: EpochMs; id: number };
   deviceId?: number;
   start?: EpochMs;
@@ -29,6 +31,7 @@ export async function listReadings(db: Kysely<Database>, page: ReadingPage): Pro
     .orderBy('created_at')
     .orderBy('id')
     .limit(page.limit + 1)
+    .offset(page.offset ?? 0)
     .where(selectionFilter(page));
   const after = page.after;
   if (after) {

@@ -81,13 +81,13 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
       },
     },
     async (request, reply) => {
-      const { limit, cursor, device_id } = request.query;
+      const { limit, offset, cursor, device_id } = request.query;
       const { start, end } = parseDateRange(request.query);
       const after = parseReadingCursor(cursor);
       const rows = await reads.read((db) =>
-        listReadings(db, { limit, after, deviceId: device_id, start, end }),
+        listReadings(db, { limit, offset, after, deviceId: device_id, start, end }),
       );
-      return sendPage(request, reply, rows, limit, (last) => `${Date.parse(last.created_at)}_${last.id}`);
+      return sendPage(request, reply, rows, limit, (last) => `${Date.parse(last.timestamp)}_${last.id}`);
     },
   );
 };

@@ -18,7 +18,8 @@ export const ReadingCreate = Type.Object(
         format: 'date-time',
         description:
           "When the device took the reading: ISO 8601 with a zone (Z or ±hh:mm). Without it, the server's receive time. " +
-          'Late and out-of-order readings are fine; more than MAX_FUTURE_SKEW_SECONDS ahead is refused.',
+          'Late and out-of-order readings are fine; more than MAX_FUTURE_SKEW_SECONDS ahead is refused. ' +
+          'The same name as in the answers; `created_at` is refused (422), never dropped for the server time.',
         examples: ['2026-11-27T08:00:00.123Z'],
       }),
     ),
@@ -37,9 +38,10 @@ export const Reading = Type.Object(
     x: Type.Number(),
     y: Type.Number(),
     z: Type.Number(),
-    created_at: Type.String({
+    timestamp: Type.String({
       format: 'date-time',
-      description: 'When it was taken (its timestamp), else when the server received it; UTC',
+      description:
+        'When it was taken (the timestamp it was sent with), else when the server received it; UTC',
     }),
   },
   { $id: 'Reading', description: 'A stored reading' },
@@ -99,6 +101,7 @@ export const ImportReport = Type.Object(
   },
   { $id: 'ImportReport', description: 'How many lines were stored and refused, and why' },
 );
+export type ImportReport = Static<typeof ImportReport>;
 
 /** The filters that select readings, shared by the list and (with `attr`) the statistics. */
 export const ReadingFilters = {

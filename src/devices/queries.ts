@@ -84,17 +84,21 @@ export async function findDeviceOwner(
   return db.selectFrom('devices').select('user_id').where('id', '=', id).executeTakeFirst();
 }
 
-/** One page of devices in id order, starting after `afterId`; one row more than `limit` tells a next page. */
+/**
+ * One page of devices in id order, starting after `afterId` and `offset` more; one row more than
+ * `limit` tells a next page.
+ */
 export async function listDevices(
   db: Kysely<Database>,
-  page: { limit: number; afterId?: number; ownerId?: number },
+  page: { limit: number; offset: number; afterId?: number; ownerId?: number },
 ): Promise<Device[]> {
   let query = db
     .selectFrom('devices')
     .selectAll('devices')
     .select(activity)
     .orderBy('id')
-    .limit(page.limit + 1);
+    .limit(page.limit + 1)
+    .offset(page.offset);
   if (page.afterId !== undefined) query = query.where('id', '>', page.afterId);
   if (page.ownerId !== undefined) query = query.where('user_id', '=', page.ownerId);
   return (await query.execute()).map((row) => toDevice(row, row));

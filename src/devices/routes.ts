@@ -92,9 +92,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
       },
     },
     async (request, reply) => {
-      const { limit, cursor, user_id } = request.query;
+      const { limit, offset, cursor, user_id } = request.query;
       const afterId = parseDeviceCursor(cursor);
-      const rows = await reads.read((db) => listDevices(db, { limit, afterId, ownerId: user_id }));
+      const rows = await reads.read((db) => listDevices(db, { limit, offset, afterId, ownerId: user_id }));
       return sendPage(request, reply, rows, limit, (last) => String(last.id));
     },
   );

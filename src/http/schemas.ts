@@ -8,6 +8,10 @@ export const ErrorResponse = Type.Object(
   { $id: 'ErrorResponse', description: 'An error, as FastAPI shapes it' },
 );
 
+/** A number, or null where there is none (nothing selected, an overflow): the one meaning of Nullable. */
+export const Nullable = (description?: string) =>
+  Type.Union([Type.Number(), Type.Null()], description === undefined ? {} : { description });
+
 export const ValidationErrorResponse = Type.Object(
   {
     detail: Type.Array(

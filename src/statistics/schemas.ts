@@ -1,6 +1,6 @@
 import { type Static, type TObject, Type } from '@sinclair/typebox';
 import { ReadingFilters } from '../data/schemas.js';
-import { Id } from '../http/schemas.js';
+import { Id, Nullable } from '../http/schemas.js';
 
 export const ATTRIBUTES = ['x', 'y', 'z'] as const;
 export type Attribute = (typeof ATTRIBUTES)[number];
@@ -43,8 +43,6 @@ export const StatisticsQuery = Type.Object({
 
 export const OwnerParams = Type.Object({ user_id: Id('The owner whose devices are summarised') });
 
-const Nullable = (description: string) => Type.Union([Type.Number(), Type.Null()], { description });
-
 const statisticsFields = {
   count: Type.Integer({ description: 'Readings selected', examples: [4] }),
   min: Nullable('Smallest value; null when nothing is selected'),
@@ -57,7 +55,7 @@ const statisticsFields = {
   variance_population: Nullable('Population variance (divided by count)'),
   stddev_population: Nullable("Population standard deviation (ddof=0, numpy's default)"),
   percentiles: Type.Optional(
-    Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()]), {
+    Type.Record(Type.String(), Nullable(), {
       description: 'The requested percentiles, keyed by their value as given',
       examples: [{ '5': 1.15, '95': 9.1 }],
     }),

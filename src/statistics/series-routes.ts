@@ -6,7 +6,7 @@ import type { Reads } from '../db/read-replicas.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
-import { errorResponses, Id } from '../http/schemas.js';
+import { errorResponses, Id, Nullable } from '../http/schemas.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { type BucketRow, selectedReadingTime } from './reading-series.js';
 import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
@@ -20,8 +20,6 @@ export interface SeriesRoutesOptions {
   heavy: HeavyQueries;
   maxSeriesBuckets: number;
 }
-
-const Nullable = Type.Union([Type.Number(), Type.Null()]);
 
 const SeriesQuery = Type.Object({
   ...ReadingFilters,
@@ -49,7 +47,7 @@ const SeriesQuery = Type.Object({
   median: Type.Boolean({ default: false, description: 'Also compute the exact median of each bucket' }),
 });
 
-const valueFields = { min: Nullable, max: Nullable, mean: Nullable, median: Type.Optional(Nullable) };
+const valueFields = { min: Nullable(), max: Nullable(), mean: Nullable(), median: Type.Optional(Nullable()) };
 const start = Type.String({
   description: "The bucket's start, ISO 8601 with the zone's offset",
   examples: ['2026-03-29T00:00:00+01:00'],

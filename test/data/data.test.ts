@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
+import type { Reading } from '../../src/data/schemas.js';
 import { type Harness, nextLink, onEachEngine } from '../helpers/harness.js';
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-interface ReadingJson {
-  id: number;
-  device_id: number;
-  x: number;
-  y: number;
-  z: number;
-  created_at: string;
-}
+/** A reading as the API answers it. */
+type ReadingJson = Reading;
 
 interface ValidationItem {
   loc: (string | number)[];
@@ -33,13 +28,23 @@ interface BadInput {
 }
 
 const byTimeThenId = (a: ReadingJson, b: ReadingJson) =>
-  Date.parse(a.created_at) - Date.parse(b.created_at) || a.id - b.id;
+  Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.id - b.id;
 
 onEachEngine('data', (h: Harness) => {
   /** Every reading this file stored, as the API answered it: the reference for the listings. */
   const posted: ReadingJson[] = [];
   let deviceA: number;
   let deviceB: number;
+
+  const readingCount = async () =>
+    Number(
+      (
+        await h.db
+          .selectFrom('data')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
 
   async function postReading(
     device: number,
@@ -85,35 +90,35 @@ onEachEngine('data', (h: Harness) => {
         x: row.x,
         y: row.y,
         z: row.z,
-        created_at: new Date(Number(row.created_at)).toISOString(),
+        timestamp: new Date(Number(row.created_at)).toISOString(),
       });
     }
   }
 
   const ids = (readings: ReadingJson[]) => readings.map((r) => r.id);
   const expectedIds = (keep: (r: ReadingJson) => boolean) => ids([...posted].filter(keep).sort(byTimeThenId));
-  const at = (r: ReadingJson) => Date.parse(r.created_at);
+  const at = (r: ReadingJson) => Date.parse(r.timestamp);
 
   before(async () => {
     deviceA = await h.createDevice(undefined, 'a');
     deviceB = await h.createDevice(undefined, 'b');
   });
 
-  it('stores a reading: 200 with id, device_id, x, y, z and a UTC created_at', async () => {
+  it('stores a reading: 200 with id, device_id, x, y, z and a UTC timestamp', async () => {
     const before = Date.now();
     const response = await h.post('/data/', { device_id: deviceA, x: 0.1, y: -2.5, z: 1e-300 });
     const after = Date.now();
     assert.equal(response.statusCode, 200, response.body);
     const body: ReadingJson = response.json();
     posted.push(body);
-    assert.deepEqual(Object.keys(body).sort(), ['created_at', 'device_id', 'id', 'x', 'y', 'z']);
+    assert.deepEqual(Object.keys(body).sort(), ['device_id', 'id', 'timestamp', 'x', 'y', 'z']);
     assert.equal(typeof body.id, 'number');
     assert.deepEqual(
       { device_id: body.device_id, x: body.x, y: body.y, z: body.z },
       { device_id: deviceA, x: 0.1, y: -2.5, z: 1e-300 },
     );
-    assert.match(body.created_at, ISO_UTC);
-    assert.ok(at(body) >= before && at(body) <= after, `${body.created_at} not within the request`);
+    assert.match(body.timestamp, ISO_UTC);
+    assert.ok(at(body) >= before && at(body) <= after, `${body.timestamp} not within the request`);
 
     const row = await h.db.selectFrom('data').selectAll().where('id', '=', body.id).executeTakeFirstOrThrow();
     assert.equal(Number(row.device_id), deviceA);
@@ -368,21 +373,40 @@ onEachEngine('data', (h: Harness) => {
     });
   }
 
-  it('ignores unknown keys in a reading, including a chosen id or created_at', async () => {
+  it('ignores unknown keys in a reading, including a chosen id', async () => {
     const taken = posted[0] as ReadingJson;
-    const response = await h.post('/data/', {
-      device_id: deviceA,
-      x: 1,
-      y: 1,
-      z: 1,
-      id: taken.id,
-      created_at: '2000-01-01T00:00:00.000Z',
-    });
+    const response = await h.post('/data/', { device_id: deviceA, x: 1, y: 1, z: 1, id: taken.id });
     assert.equal(response.statusCode, 200, response.body);
     const body: ReadingJson = response.json();
     posted.push(body);
     assert.notEqual(body.id, taken.id);
-    assert.ok(at(body) > Date.parse('2020-01-01'));
+  });
+
+  it("refuses created_at, the old name of a reading's time, with a 422 that names timestamp; stores nothing", async () => {
+    const countBefore = await readingCount();
+    const old = { device_id: deviceA, x: 1, y: 1, z: 1, created_at: '2000-01-01T00:00:00.000Z' };
+    const single = await h.post('/data/', old);
+    assert.equal(single.statusCode, 422, single.body);
+    const [item] = single.json().detail as ValidationItem[];
+    assert.deepEqual(item?.loc, ['body', 'created_at']);
+    assert.match(item?.msg ?? '', /timestamp/);
+    const batch = await h.post('/data/', [{ device_id: deviceA, x: 1, y: 1, z: 1 }, old]);
+    assert.equal(batch.statusCode, 422, batch.body);
+    assert.deepEqual(
+      (batch.json().detail as ValidationItem[]).map((i) => i.loc),
+      [['body', 1, 'created_at']],
+    );
+    assert.equal(await readingCount(), countBefore);
+  });
+
+  it('takes back a listed reading as it was answered: the round trip keeps its time', async () => {
+    const listed: ReadingJson = (await h.get(`/data/?device_id=${deviceA}&limit=1`)).json()[0];
+    const { id: _id, ...reading } = listed;
+    const response = await h.post('/data/', reading);
+    assert.equal(response.statusCode, 200, response.body);
+    const body: ReadingJson = response.json();
+    posted.push(body);
+    assert.equal(body.timestamp, listed.timestamp);
   });
 
   let boundaryStart: ReadingJson;
@@ -400,8 +424,8 @@ onEachEngine('data', (h: Harness) => {
     for (let i = 0; i < 3; i++) await postReading(i % 2 ? deviceA : deviceB, 20 + i, 0, 0, burst(2, i));
     boundaryStart = middle[0] as ReadingJson;
     boundaryEnd = middle.at(-1) as ReadingJson;
-    const start = boundaryStart.created_at;
-    const end = boundaryEnd.created_at;
+    const start = boundaryStart.timestamp;
+    const end = boundaryEnd.timestamp;
 
     const cases: [string, (r: ReadingJson) => boolean][] = [
       ['', () => true],
@@ -429,15 +453,15 @@ onEachEngine('data', (h: Harness) => {
   });
 
   it('reads dates without a zone as UTC and honours offsets, date-only and Unix seconds', async () => {
-    const start = Date.parse(boundaryStart.created_at);
+    const start = Date.parse(boundaryStart.timestamp);
     const shifted = new Date(start + 2 * 3600_000).toISOString().replace('Z', '+02:00');
     const want = expectedIds((r) => at(r) >= start);
-    for (const text of [boundaryStart.created_at.replace('Z', ''), shifted]) {
+    for (const text of [boundaryStart.timestamp.replace('Z', ''), shifted]) {
       const response = await h.get(`/data/?limit=1000&start_date=${encodeURIComponent(text)}`);
       assert.equal(response.statusCode, 200, response.body);
       assert.deepEqual(ids(response.json()), want, text);
     }
-    const day = boundaryStart.created_at.slice(0, 10);
+    const day = boundaryStart.timestamp.slice(0, 10);
     const fromDay = await h.get(`/data/?limit=1000&start_date=${day}`);
     assert.deepEqual(
       ids(fromDay.json()),
@@ -451,7 +475,7 @@ onEachEngine('data', (h: Harness) => {
     );
   });
 
-  it('pages with limit=2 through Link rel="next": every reading once, in created_at then id order', async () => {
+  it('pages with limit=2 through Link rel="next": every reading once, in timestamp then id order', async () => {
     const pages = await walk('/data/?limit=2');
     for (const page of pages.slice(0, -1)) assert.equal(page.length, 2);
     assert.ok((pages.at(-1)?.length ?? 0) >= 1, 'an empty last page');
@@ -468,7 +492,7 @@ onEachEngine('data', (h: Harness) => {
   });
 
   it('keeps the filters while paging', async () => {
-    const start = boundaryStart.created_at;
+    const start = boundaryStart.timestamp;
     const pages = await walk(`/data/?device_id=${deviceA}&start_date=${start}&limit=2`);
     assert.deepEqual(
       ids(pages.flat()),

@@ -89,15 +89,15 @@ onEachEngine('ingest: batches, device timestamps, group commit', (h: Harness) =>
     ];
     assert.equal((await h.post('/data/', batch)).statusCode, 200);
     const single = await h.post('/data/', reading(own, 4, { timestamp: '2024-02-29T23:59:59.999Z' }));
-    assert.equal(single.json().created_at, '2024-02-29T23:59:59.999Z');
+    assert.equal(single.json().timestamp, '2024-02-29T23:59:59.999Z');
     const listed = (await h.get(`/data/?device_id=${own}`)).json();
     assert.deepEqual(
-      listed.map((r: { x: number; created_at: string }) => [r.x, r.created_at.slice(0, 19)]),
+      listed.map((r: { x: number; timestamp: string }) => [r.x, r.timestamp.slice(0, 19)]),
       [
         [4, '2024-02-29T23:59:59'],
         [1, '2024-03-01T08:00:00'],
         [3, '2024-03-01T12:00:00'],
-        [2, listed[3].created_at.slice(0, 19)],
+        [2, listed[3].timestamp.slice(0, 19)],
       ],
     );
     const march = (
@@ -345,7 +345,7 @@ for (const engine of ENGINES) {
 
     it('stores a batch exactly, to the millisecond, and lists every reading back in (time, id) order', async () => {
       assert.deepEqual(await storedRows(source), sent);
-      const listed: { id: number; device_id: number; x: number; y: number; z: number; created_at: string }[] =
+      const listed: { id: number; device_id: number; x: number; y: number; z: number; timestamp: string }[] =
         [];
       for (let url: string | undefined = '/data/?limit=1000'; url !== undefined; ) {
         const page = await source.get(url);
@@ -353,13 +353,13 @@ for (const engine of ENGINES) {
         listed.push(...page.json());
         url = nextLink(page.headers.link);
       }
-      const order = listed.map((r) => [Date.parse(r.created_at), r.id]);
+      const order = listed.map((r) => [Date.parse(r.timestamp), r.id]);
       assert.deepEqual(
         order,
         [...order].sort((a, b) => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number)),
       );
       const rows = listed
-        .map((r): Row => [r.device_id, r.x, r.y, r.z, Date.parse(r.created_at)])
+        .map((r): Row => [r.device_id, r.x, r.y, r.z, Date.parse(r.timestamp)])
         .sort((a, b) => a[4] - b[4] || a[0] - b[0] || a[1] - b[1] || a[2] - b[2] || a[3] - b[3]);
       assert.deepEqual(rows, sent);
     });

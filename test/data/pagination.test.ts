@@ -12,11 +12,11 @@ interface Listed {
   id: number;
   device_id: number;
   x: number;
-  created_at: string;
+  timestamp: string;
 }
 
 /** (time, id): the order of the list and of the export. */
-const key = (r: Listed): [number, number] => [Date.parse(r.created_at), r.id];
+const key = (r: Listed): [number, number] => [Date.parse(r.timestamp), r.id];
 const after = (a: [number, number], b: [number, number]) => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 
 onEachEngine('pagination with tied timestamps', (h: Harness) => {
@@ -69,7 +69,7 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
     );
     const splitInsideTie = pages
       .slice(1)
-      .some((rows, i) => rows[0]?.created_at === pages[i]?.at(-1)?.created_at);
+      .some((rows, i) => rows[0]?.timestamp === pages[i]?.at(-1)?.timestamp);
     assert.ok(splitInsideTie, 'no page boundary fell inside a tie');
   });
 
@@ -92,6 +92,62 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
     }
     assert.deepEqual(sizes, [100, 100, 50]);
     assert.equal(seen.size, 250);
+  });
+
+  it('takes offset with limit, inside ties: the same readings as the walk, and a Link that goes on by cursor', async () => {
+    const device = await h.createDevice();
+    const times = [
+      ...Array(4).fill('2026-05-05T10:00:00.000Z'),
+      ...Array(5).fill('2026-05-05T09:00:00.000Z'),
+      '2026-05-05T11:00:00.000Z',
+    ];
+    const ids = await storeAt(device, times);
+    const expected = ids
+      .map((id, i) => ({ id, at: Date.parse(times[i] as string) }))
+      .sort((a, b) => a.at - b.at || a.id - b.id)
+      .map((r) => r.id);
+    for (let offset = 0; offset <= expected.length; offset++) {
+      const { rows, next } = await page(`/data/?device_id=${device}&limit=3&offset=${offset}`);
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        expected.slice(offset, offset + 3),
+        `offset ${offset}`,
+      );
+      if (offset + 3 >= expected.length) {
+        assert.equal(next, undefined, `offset ${offset}: a Link past the end`);
+        continue;
+      }
+      assert.ok(next !== undefined && !next.includes('offset='), `offset ${offset}: ${next}`);
+      const following = await page(next);
+      assert.deepEqual(
+        following.rows.map((r) => r.id),
+        expected.slice(offset + 3, offset + 6),
+        `after offset ${offset}`,
+      );
+    }
+    // With a cursor, the offset skips from there.
+    const first = await page(`/data/?device_id=${device}&limit=2`);
+    const skipped = await page(`${first.next}&offset=3`);
+    assert.deepEqual(
+      skipped.rows.map((r) => r.id),
+      expected.slice(5, 7),
+    );
+  });
+
+  it('takes offset on the device list, and refuses a negative or huge one with a 422', async () => {
+    const all = (await h.get('/device/?limit=1000')).json() as { id: number }[];
+    assert.ok(all.length >= 3);
+    const response = await h.get('/device/?limit=2&offset=1');
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual(
+      response.json().map((d: { id: number }) => d.id),
+      all.slice(1, 3).map((d) => d.id),
+    );
+    for (const url of ['/device/?offset=-1', '/data/?offset=1000001', '/data/?offset=x']) {
+      const refused = await h.get(url);
+      assert.equal(refused.statusCode, 422, `${url}: ${refused.body}`);
+      assert.deepEqual(refused.json().detail[0].loc, ['query', 'offset']);
+    }
   });
 
   it('answers 100 devices per page by default', async () => {
@@ -153,7 +209,7 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
       const ids = await storeAt(device, times, x);
       arrivals.push({
         cursor,
-        rows: ids.map((id, i) => ({ id, device_id: device, x: x + i, created_at: times[i] as string })),
+        rows: ids.map((id, i) => ({ id, device_id: device, x: x + i, timestamp: times[i] as string })),
       });
       x += times.length;
     }
@@ -171,7 +227,7 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
     for (const { cursor, rows } of arrivals) {
       for (const row of rows) {
         // Ahead of the cursor it must come up later in the walk; behind it, it never can.
-        assert.equal(seen.has(row.id), after(key(row), cursor), `reading ${row.id} at ${row.created_at}`);
+        assert.equal(seen.has(row.id), after(key(row), cursor), `reading ${row.id} at ${row.timestamp}`);
       }
     }
   });

@@ -81,8 +81,8 @@ for (const engine of ENGINES) {
         stored.map((r: { x: number }) => r.x).sort((a: number, b: number) => a - b),
         [1, 3, 4, 10],
       );
-      assert.ok(stored.some((r: { created_at: string }) => r.created_at === '2026-01-01T00:00:00.000Z'));
-      assert.ok(stored.some((r: { created_at: string }) => r.created_at === '2025-12-31T23:00:01.000Z'));
+      assert.ok(stored.some((r: { timestamp: string }) => r.timestamp === '2026-01-01T00:00:00.000Z'));
+      assert.ok(stored.some((r: { timestamp: string }) => r.timestamp === '2025-12-31T23:00:01.000Z'));
       const statistics = (await h.get(`/analyze_statistics/?device_id=${id}&attr=x`)).json();
       assert.deepEqual(
         { count: statistics.count, min: statistics.min, max: statistics.max, sum: statistics.sum },

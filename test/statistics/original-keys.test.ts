@@ -38,7 +38,7 @@ onEachEngine(
     it('leaves the rest of the API as it is', async () => {
       const device = await h.createDevice();
       const reading = (await h.post('/data/', { device_id: device, x: 1, y: 2, z: 3 })).json();
-      assert.deepEqual(Object.keys(reading), ['id', 'device_id', 'x', 'y', 'z', 'created_at']);
+      assert.deepEqual(Object.keys(reading), ['id', 'device_id', 'x', 'y', 'z', 'timestamp']);
       const series = await h.get(`/analyze_statistics/series?device_id=${device}`);
       assert.equal(series.statusCode, 200);
       assert.ok('count' in series.json()[0]);

@@ -75,7 +75,7 @@ onEachEngine('statistics', (h: Harness) => {
       const timestamp = new Date(base + index * 1000 + (index >= 4 ? 1000 : 0)).toISOString();
       const response = await h.post('/data/', { device_id: device, x, y, z, timestamp });
       assert.equal(response.statusCode, 200, response.body);
-      posted.push({ device, x, y, z, at: Date.parse(response.json().created_at) });
+      posted.push({ device, x, y, z, at: Date.parse(response.json().timestamp) });
     }
   });
 

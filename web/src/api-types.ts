@@ -473,7 +473,7 @@ export interface components {
             z: number;
             /**
              * Format: date-time
-             * @description When the device took the reading: ISO 8601 with a zone (Z or ±hh:mm). Without it, the server's receive time. Late and out-of-order readings are fine; more than MAX_FUTURE_SKEW_SECONDS ahead is refused.
+             * @description When the device took the reading: ISO 8601 with a zone (Z or ±hh:mm). Without it, the server's receive time. Late and out-of-order readings are fine; more than MAX_FUTURE_SKEW_SECONDS ahead is refused. The same name as in the answers; `created_at` is refused (422), never dropped for the server time.
              * @example 2026-11-27T08:00:00.123Z
              */
             timestamp?: string;
@@ -489,9 +489,9 @@ export interface components {
             z: number;
             /**
              * Format: date-time
-             * @description When it was taken (its timestamp), else when the server received it; UTC
+             * @description When it was taken (the timestamp it was sent with), else when the server received it; UTC
              */
-            created_at: string;
+            timestamp: string;
         };
         /** @description A stored batch */
         BatchResult: {
@@ -1166,6 +1166,8 @@ export interface operations {
                 limit?: number;
                 /** @description Where the page starts: copy it from the `Link: <...>; rel="next"` header of the previous page */
                 cursor?: string;
+                /** @description Items to skip (after the cursor, when both are given). Deep offsets cost a scan of the rows skipped and shift when items are added meanwhile: to walk a whole list, follow the `Link` header instead */
+                offset?: number;
                 /** @description Only the devices of this owner */
                 user_id?: number;
             };
@@ -1583,6 +1585,8 @@ export interface operations {
                 limit?: number;
                 /** @description Where the page starts: copy it from the `Link: <...>; rel="next"` header of the previous page */
                 cursor?: string;
+                /** @description Items to skip (after the cursor, when both are given). Deep offsets cost a scan of the rows skipped and shift when items are added meanwhile: to walk a whole list, follow the `Link` header instead */
+                offset?: number;
             };
             header?: never;
             path?: never;
