@@ -163,7 +163,7 @@ for (const engine of ENGINES) {
         x: 13.943,
         y: 111.8822,
         z: -3,
-        created_at: '2026-11-30T10:55:11.829Z',
+        timestamp: '2026-11-30T10:55:11.829Z',
       });
     });
 
