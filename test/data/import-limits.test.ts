@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, it } from 'node:test';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
-
-/** Listens on a free port of 127.0.0.1 and answers the base URL. */
-async function listen(h: Harness): Promise<string> {
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  return `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
-}
+import { listen, openImport } from '../helpers/streamed-import.js';
 
 onEachEngine('import: linear-time parsing', (h: Harness) => {
   let base: string;
@@ -110,29 +103,13 @@ onEachEngine(
 
     /** Sends the headers of an import whose body never ends; answers the status that comes back. */
     function openEndedImport(token: string | undefined): Promise<{ status: number; body: string }> {
-      return new Promise((resolve, reject) => {
-        const request = httpRequest(`${base}/data/import`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'text/csv',
-            ...(token === undefined ? {} : { 'x-device-token': token }),
-          },
-        });
-        request.on('response', (response) => {
-          let body = '';
-          response.on('data', (chunk) => {
-            body += chunk;
-          });
-          response.on('end', () => {
-            request.destroy();
-            resolve({ status: response.statusCode ?? 0, body });
-          });
-        });
-        request.on('error', reject);
-        // One line, then nothing more: the body is never finished.
-        request.write('1,2,3,4\n');
+      const { request, answer } = openImport(base, token === undefined ? {} : { 'x-device-token': token });
+      // One line, then nothing more: the body is never finished.
+      request.write('1,2,3,4\n');
+      const waited = new Promise<never>((_, reject) => {
         setTimeout(() => reject(new Error('no answer within 5 s: the body was waited for')), 5000).unref();
       });
+      return Promise.race([answer, waited]);
     }
 
     it('answers 401 JSON to an import without a token, or with no device’s token, without waiting for the body', async () => {

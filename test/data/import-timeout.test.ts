@@ -1,43 +1,28 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ENGINES, engineSkipReason, Harness } from '../helpers/harness.js';
+import { listen, openImport } from '../helpers/streamed-import.js';
 
 /** Streams `lines` (one per `gapMs`) as a CSV import, then ends the body unless `hang`; answers the reply. */
-function streamImport(
+async function streamImport(
   base: string,
   lines: string[],
   gapMs: number,
   hang = false,
 ): Promise<{ status: number; body: string; ms: number }> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(`${base}/data/import`, {
-      method: 'POST',
-      headers: { 'content-type': 'text/csv' },
-    });
-    request.on('response', (response) => {
-      let body = '';
-      response.on('data', (chunk) => {
-        body += chunk;
-      });
-      response.on('end', () => {
-        request.destroy();
-        resolve({ status: response.statusCode ?? 0, body, ms: performance.now() - started });
-      });
-    });
-    request.on('error', reject);
-    (async () => {
-      for (const line of lines) {
-        if (request.destroyed) return;
-        request.write(line);
-        await sleep(gapMs);
-      }
-      if (!hang) request.end();
-    })().catch(reject);
-  });
+  const { request, answer } = openImport(base);
+  const writing = (async () => {
+    for (const line of lines) {
+      if (request.destroyed) return;
+      request.write(line);
+      await sleep(gapMs);
+    }
+    if (!hang) request.end();
+  })();
+  const [reply] = await Promise.all([answer, writing]);
+  return { ...reply, ms: performance.now() - started };
 }
 
 /**
@@ -57,8 +42,7 @@ describe('import: an idle timeout, not a total one', () => {
 });
 
 async function slowAndSilent(h: Harness): Promise<void> {
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  const base = await listen(h);
   const slow = await h.createDevice();
   const silent = await h.createDevice();
   const line = (device: number, i: number) => `${device},${i},2,3\n`;
