@@ -19,6 +19,14 @@ interface Listed {
 const key = (r: Listed): [number, number] => [Date.parse(r.timestamp), r.id];
 const after = (a: [number, number], b: [number, number]) => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 
+/** The ids of readings stored at `times`, in the order a list answers them: by time, then by id. */
+function inListOrder(ids: number[], times: string[]): number[] {
+  return ids
+    .map((id, i) => ({ id, at: Date.parse(times[i] as string) }))
+    .sort((a, b) => a.at - b.at || a.id - b.id)
+    .map((r) => r.id);
+}
+
 onEachEngine('pagination with tied timestamps', (h: Harness) => {
   async function storeAt(device: number, times: string[], firstX = 0): Promise<number[]> {
     const readings = times.map((timestamp, i) => ({
@@ -52,10 +60,7 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
       ...Array(9).fill('2026-05-01T09:59:59.999Z'),
     ];
     const ids = await storeAt(device, times);
-    const expected = ids
-      .map((id, i) => ({ id, at: Date.parse(times[i] as string) }))
-      .sort((a, b) => a.at - b.at || a.id - b.id)
-      .map((r) => r.id);
+    const expected = inListOrder(ids, times);
     const pages: Listed[][] = [];
     for (let url: string | undefined = `/data/?device_id=${device}&limit=4`; url !== undefined; ) {
       const { rows, next } = await page(url);
@@ -102,10 +107,7 @@ onEachEngine('pagination with tied timestamps', (h: Harness) => {
       '2026-05-05T11:00:00.000Z',
     ];
     const ids = await storeAt(device, times);
-    const expected = ids
-      .map((id, i) => ({ id, at: Date.parse(times[i] as string) }))
-      .sort((a, b) => a.at - b.at || a.id - b.id)
-      .map((r) => r.id);
+    const expected = inListOrder(ids, times);
     for (let offset = 0; offset <= expected.length; offset++) {
       const { rows, next } = await page(`/data/?device_id=${device}&limit=3&offset=${offset}`);
       assert.deepEqual(
