@@ -7,6 +7,7 @@ import { parseEnv } from 'node:util';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type SettingName, type Settings, settings } from './config/settings.js';
+import type { ReadReplicaSettings } from './db/read-replicas.js';
 import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
 
 export interface Config {
@@ -38,11 +39,6 @@ export interface Config {
   readonly shutdownDelayMs: number;
   /** Ingest from an MQTT broker; undefined unless MQTT_URL is set. */
   readonly mqtt: MqttSettings | undefined;
-}
-
-export interface ReadReplicaSettings {
-  readonly urls: readonly string[];
-  readonly maxLagMs: number;
 }
 
 /** Attempts allowed per window (0 turns a limit off). */

@@ -1,11 +1,16 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { Counter } from 'prom-client';
-import type { ReadReplicaSettings } from '../config.js';
 import { DomainError } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { type OpenedDatabase, openPostgresPool } from './database.js';
 import type { Database } from './tables.js';
+
+/** DATABASE_READ_URL (the replicas) and MAX_REPLICA_LAG_MS. */
+export interface ReadReplicaSettings {
+  readonly urls: readonly string[];
+  readonly maxLagMs: number;
+}
 
 /** How often each replica's replay position is read (and the primary's WAL position beside it). */
 export const REPLICA_CHECK_INTERVAL_MS = 1000;
