@@ -19,6 +19,7 @@ import { registerErrorHandler } from './http/error-handler.js';
 import { registerJsonBodyParser } from './http/json-body.js';
 import { answerRequestIds, loggingOptions } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
+import { countsStore } from './http/rate-limits.js';
 import { registerRoutingFallbacks } from './http/routing-fallbacks.js';
 import { ErrorResponse, ValidationErrorResponse } from './http/schemas.js';
 import { sendSecureHeaders } from './http/secure-headers.js';
@@ -27,6 +28,7 @@ import { validatorCompiler } from './http/validation.js';
 import { collectProcessMetrics, createMetrics, type Metrics } from './metrics/metrics.js';
 import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
+import { closeRedis, connectRedis, firstConnection, redisReady } from './redis/redis-client.js';
 import { createHeavyQueries } from './statistics/heavy-runner.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
@@ -136,7 +138,8 @@ export async function buildApp(
     ingestAuth: config.ingestAuth,
     metrics,
   });
-  await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits });
+  const counts = countsStore(sharedRedis(app, config, lifecycle));
+  await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits, counts });
   await app.register(userRoutes, { db, auth });
   await app.register(deviceRoutes, { db, reads, auth, devices, ingestAuth: config.ingestAuth });
   await app.register(dataRoutes, { reads, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
@@ -161,6 +164,19 @@ export async function buildApp(
     });
   }
   return app;
+}
+
+/**
+ * The Redis of REDIS_URL, when set: shown by `/ready`, but informational, as the API serves without it
+ * (the rate limits then count per process); closed with the app.
+ */
+function sharedRedis(app: FastifyInstance, config: Config, lifecycle: Lifecycle) {
+  if (config.redis === undefined) return undefined;
+  const client = connectRedis(config.redis, app.metrics, app.log);
+  lifecycle.addCheck('redis', async () => redisReady(client), { informational: true });
+  app.addHook('onReady', () => firstConnection(client));
+  app.addHook('onClose', () => closeRedis(client));
+  return { client, settings: config.redis };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type SettingName, type Settings, settings } from './config/settings.js';
 import type { ReadReplicaSettings } from './db/read-replicas.js';
+import type { RedisSettings } from './redis/redis-client.js';
 import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
 
 export interface Config {
@@ -34,6 +35,8 @@ export interface Config {
   /** Fastify's `trustProxy`: false, a hop count, or the trusted proxies' addresses and CIDR ranges. */
   readonly trustProxy: false | number | string[];
   readonly rateLimits: RateLimits;
+  /** REDIS_URL and REDIS_KEY_PREFIX: where processes share their rate-limit counts; undefined: in memory. */
+  readonly redis: RedisSettings | undefined;
   readonly ingestAuth: Settings['INGEST_AUTH'];
   readonly metrics: MetricsSettings;
   readonly shutdownDelayMs: number;
@@ -120,6 +123,8 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
       loginPerAddress: value.LOGIN_LIMIT_PER_ADDRESS,
       registerPerAddress: value.REGISTER_LIMIT_PER_ADDRESS,
     },
+    redis:
+      value.REDIS_URL === undefined ? undefined : { url: value.REDIS_URL, keyPrefix: value.REDIS_KEY_PREFIX },
     ingestAuth: value.INGEST_AUTH,
     metrics: {
       enabled: value.METRICS_TOKEN !== undefined || value.METRICS_PORT !== undefined,

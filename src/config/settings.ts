@@ -61,6 +61,24 @@ export const settings = {
     1,
     256,
   ),
+  REDIS_URL: Type.String({
+    description:
+      'Shares the login and registration rate-limit counts between API processes (WORKERS, or processes ' +
+      'on several hosts) through Redis: `redis://[user:password@]host:6379[/db]` or `rediss://...` (TLS). ' +
+      'While Redis does not answer, each process counts on its own in memory (the limits then hold per ' +
+      'process) and `/ready` shows `redis` unavailable without taking the process out of rotation',
+    pattern: '^rediss?://[^/]*(/\\d{1,2})?$',
+    'x-format': 'redis://[user:password@]host[:port][/db] or rediss://...',
+    'x-default': 'none (the counts live in each process)',
+    'x-secret': true,
+  }),
+  REDIS_KEY_PREFIX: Type.String({
+    description:
+      'Put before every key this service writes to REDIS_URL, so that several deployments can share one Redis',
+    default: 'statistics:',
+    minLength: 1,
+    maxLength: 100,
+  }),
   HOST: Type.String({
     description: 'The address to listen on (`0.0.0.0` in a container)',
     default: '127.0.0.1',

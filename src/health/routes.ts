@@ -32,8 +32,9 @@ export const Readiness = Type.Object(
     ),
     checks: Type.Record(Type.String(), Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]), {
       description:
-        'Each dependency, by name. `mqtt` (the broker, when MQTT ingest is on) is shown but does not make the ' +
-        'process unready: HTTP does not need it, and devices publish to the broker meanwhile',
+        'Each dependency, by name. `mqtt` (the broker, when MQTT ingest is on) and `redis` (when REDIS_URL is ' +
+        'set) are shown but do not make the process unready: HTTP does not need them (devices publish to the ' +
+        'broker meanwhile; rate limits count in each process until Redis is back)',
       examples: [{ database: 'ok' }],
     }),
   },

@@ -1,25 +1,49 @@
-import { type IRateLimiterOptions, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import {
+  type IRateLimiterOptions,
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+import type { RedisSettings } from '../redis/redis-client.js';
 import { DomainError } from './errors.js';
 
+/** Makes the counter of one limit. */
+export type CountsStore = (options: IRateLimiterOptions) => RateLimiterAbstract;
+
 /**
- * Where the counts live, chosen here and nowhere else: in memory, as one process serves the database.
- * (A later move to Redis changes this function.) The memory store keeps every key until its window
- * ends and evicts nothing early, so a flood of made-up keys costs memory, never a victim's count;
- * the per-address limits, checked first, bound how many keys one address can make.
+ * Where the counts live, chosen here and nowhere else. Without Redis, in this process's memory: the
+ * memory store keeps every key until its window ends and evicts nothing early, so a flood of made-up
+ * keys costs memory, never a victim's count; the per-address limits, checked first, bound how many
+ * keys one address can make. With Redis, in Redis, so that every API process sees one count; while
+ * Redis does not answer, each process counts in its own memory (rate-limiter-flexible's insurance
+ * limiter): the limits then hold per process, which is looser by the number of processes but neither
+ * refuses every login (closing on failure) nor lets every attempt through (opening on failure).
  */
-const countsStore = (options: IRateLimiterOptions) => new RateLimiterMemory(options);
+export function countsStore(redis?: { client: Redis; settings: RedisSettings }): CountsStore {
+  if (!redis) return (options) => new RateLimiterMemory(options);
+  return (options) =>
+    new RateLimiterRedis({
+      ...options,
+      storeClient: redis.client,
+      keyPrefix: `${redis.settings.keyPrefix}rate-limit:${options.keyPrefix}`,
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: new RateLimiterMemory(options),
+    });
+}
 
 /** Counts attempts per key (an account, a client address) in fixed windows; 0 turns a limit off. */
 export class AttemptLimit {
-  readonly #counts: RateLimiterMemory | undefined;
+  readonly #counts: RateLimiterAbstract | undefined;
 
   constructor(
     readonly name: string,
     private readonly limit: number,
     private readonly windowSeconds: number,
+    store: CountsStore,
   ) {
-    this.#counts =
-      limit > 0 ? countsStore({ keyPrefix: name, points: limit, duration: windowSeconds }) : undefined;
+    this.#counts = limit > 0 ? store({ keyPrefix: name, points: limit, duration: windowSeconds }) : undefined;
   }
 
   /**

@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import type { RateLimits } from '../config.js';
 import type { Database } from '../db/tables.js';
 import { BEARER } from '../http/openapi.js';
-import { AttemptLimit } from '../http/rate-limits.js';
+import { AttemptLimit, type CountsStore } from '../http/rate-limits.js';
 import { errorResponses, NoContent } from '../http/schemas.js';
 import { createAccount, logIn, REGISTERED_USER } from './accounts.js';
 import type { Authenticator } from './authenticate.js';
@@ -17,15 +17,17 @@ export interface AuthRoutesOptions {
   tokens: TokenService;
   auth: Authenticator;
   rateLimits: RateLimits;
+  /** Where the attempts are counted (memory, or Redis shared by the API processes). */
+  counts: CountsStore;
 }
 
 /** /auth/register, /auth/jwt/login and /auth/jwt/logout, with FastAPI Users' contract. */
 export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
   app,
-  { db, tokens, auth, rateLimits },
+  { db, tokens, auth, rateLimits, counts },
 ) => {
   const limit = (name: string, attempts: number) =>
-    new AttemptLimit(name, attempts, rateLimits.windowSeconds);
+    new AttemptLimit(name, attempts, rateLimits.windowSeconds, counts);
   // Every attempt counts against the address. Failures count against the account from one address:
   // guessing from one place ends there, while the owner, elsewhere, still gets in with the password
   // (a count per account alone let anyone lock its owner out).

@@ -580,7 +580,7 @@ export interface components {
             /** @description ready; starting (the migrations have not run yet); draining (the process is stopping); unavailable (a dependency does not answer) */
             status: "ready" | "starting" | "draining" | "unavailable";
             /**
-             * @description Each dependency, by name. `mqtt` (the broker, when MQTT ingest is on) is shown but does not make the process unready: HTTP does not need it, and devices publish to the broker meanwhile
+             * @description Each dependency, by name. `mqtt` (the broker, when MQTT ingest is on) and `redis` (when REDIS_URL is set) are shown but do not make the process unready: HTTP does not need them (devices publish to the broker meanwhile; rate limits count in each process until Redis is back)
              * @example {
              *       "database": "ok"
              *     }
