@@ -43,7 +43,7 @@ export function sortedPercentiles(
 }
 
 /** One row of `rowsAsTable`: a value per column, in the columns' order. */
-export type TableRow = ReadonlyArray<number | null>;
+export type TableRow = ReadonlyArray<number | string | null>;
 
 /**
  * Parallel arrays as a relation with one row per index, in one bound parameter per column (SQLite:
@@ -53,7 +53,7 @@ export type TableRow = ReadonlyArray<number | null>;
  */
 export function rowsAsTable<I>(
   engine: Engine,
-  columns: ReadonlyArray<readonly [name: string, type: 'int' | 'int8' | 'float8']>,
+  columns: ReadonlyArray<readonly [name: string, type: 'int' | 'int8' | 'float8' | 'text']>,
   rows: ReadonlyArray<TableRow> | Late<I, ReadonlyArray<TableRow>>,
 ): RawBuilder<unknown> {
   if (engine === 'postgres') {
@@ -103,7 +103,7 @@ export function square(engine: Engine, value: Expression<number>): RawBuilder<nu
 /** A unique index was violated (a concurrent insert won the race). */
 export function isUniqueViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
 /** A row pointed at a parent that does not exist (a reading for an unknown device). */

@@ -2,12 +2,14 @@ import { type Kysely, type Migration, type MigrationResultSet, Migrator } from '
 import * as initialSchema from './migrations/0001-initial-schema.js';
 import * as deviceIngestTokens from './migrations/0002-device-ingest-tokens.js';
 import * as readingMinutes from './migrations/0003-reading-minutes.js';
+import * as idempotencyKeys from './migrations/0004-idempotency-keys.js';
 
 /** Listed here rather than read from disk, so the same list serves tsx, the build and the tests. */
 const migrations: Record<string, Migration> = {
   '0001-initial-schema': initialSchema,
   '0002-device-ingest-tokens': deviceIngestTokens,
   '0003-reading-minutes': readingMinutes,
+  '0004-idempotency-keys': idempotencyKeys,
 };
 
 /** Applies every pending migration; running it again when nothing is pending is harmless. */

@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { type CompiledQuery, type Kysely, type RawBuilder, sql } from 'kysely';
 import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable, type TableRow } from './dialect.js';
 import { type Late, prepare } from './prepared.js';
 import type { Database, EpochMs } from './tables.js';
@@ -25,10 +25,18 @@ export interface StoredReadings {
 export interface ReadingStore {
   /**
    * Stores many readings atomically and answers their ids in input order. `ids` (one per row, for a
-   * move from another database) stores the rows under those ids.
+   * move from another database) stores the rows under those ids. `alongside` gives statements to run
+   * in the same transaction once the readings' ids are known (the idempotency keys of their requests).
    */
-  insert(rows: readonly ReadingRow[], ids?: readonly number[]): Promise<StoredReadings>;
+  insert(
+    rows: readonly ReadingRow[],
+    ids?: readonly number[],
+    alongside?: Alongside,
+  ): Promise<StoredReadings>;
 }
+
+/** Statements committed with the readings, or rolled back with them; given the readings' ids in input order. */
+export type Alongside = (ids: number[]) => CompiledQuery[];
 
 /** What one insert binds: the readings as rows of READING_COLUMNS (id first when given), and their rollups. */
 interface InsertInput {
@@ -50,8 +58,13 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
     generated: insertStatements(db, engine, false),
     given: insertStatements(db, engine, true),
   };
+  const transactionStatements = {
+    begin: prepare(db, () => sql`begin`),
+    commit: prepare(db, () => sql`commit`),
+    rollback: prepare(db, () => sql`rollback`),
+  };
   return {
-    async insert(rows, ids) {
+    async insert(rows, ids, alongside) {
       if (rows.length === 0) return { ids: [], minuteRollups: 0 };
       const rollups = rollUpByMinute(rows);
       const input: InsertInput = {
@@ -64,24 +77,30 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
       };
       const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
       const statement = ids ? statements.given : statements.generated;
-      if (statement.engine === 'postgres') {
-        const result = await db.executeQuery<{ id: number }>(statement.insert.bind(input));
-        if (ids) return stored([...ids]);
-        // Ids grow in insertion order within one statement, so sorted ids line up with the input rows.
-        return stored(result.rows.map((row) => Number(row.id)).sort((a, b) => a - b));
-      }
-      const { begin, insert, upsert, commit, rollback } = statement;
+      const { begin, commit, rollback } = transactionStatements;
+      // PostgreSQL: ids grow in insertion order within one statement, so sorted ids line up with the input rows.
+      const idsOf = (result: { rows: { id: number }[] }) =>
+        ids ? [...ids] : result.rows.map((row) => Number(row.id)).sort((a, b) => a - b);
+      // On PostgreSQL one statement is its own transaction; with statements alongside, they share one.
+      if (statement.engine === 'postgres' && !alongside)
+        return stored(idsOf(await db.executeQuery<{ id: number }>(statement.insert.bind(input))));
       return db.connection().execute(async (connection) => {
         await connection.executeQuery(begin.bind());
         try {
-          const result = await connection.executeQuery(insert.bind(input));
-          await connection.executeQuery(upsert.bind(input));
+          let inserted: number[];
+          if (statement.engine === 'postgres') {
+            inserted = idsOf(await connection.executeQuery<{ id: number }>(statement.insert.bind(input)));
+          } else {
+            const result = await connection.executeQuery(statement.insert.bind(input));
+            await connection.executeQuery(statement.upsert.bind(input));
+            // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
+            // last insert id; reading them that way is cheaper than RETURNING.
+            const last = Number(result.insertId);
+            inserted = ids ? [...ids] : rows.map((_, i) => last - rows.length + 1 + i);
+          }
+          for (const query of alongside?.(inserted) ?? []) await connection.executeQuery(query);
           await connection.executeQuery(commit.bind());
-          if (ids) return stored([...ids]);
-          // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
-          // last insert id; reading them that way is cheaper than RETURNING.
-          const last = Number(result.insertId);
-          return stored(rows.map((_, i) => last - rows.length + 1 + i));
+          return stored(inserted);
         } catch (error) {
           // SQLite ends the transaction by itself on some errors (a full disk): the rollback then fails,
           // and that failure must not hide the cause.
@@ -129,7 +148,6 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
   }
   return {
     engine,
-    begin: prepare(db, () => sql`begin`),
     insert: prepare<InsertInput, Database>(
       db,
       (late) => sql`
@@ -137,8 +155,6 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
         select * from ${readings(late)} as incoming`,
     ),
     upsert: prepare<InsertInput, Database>(db, minutes),
-    commit: prepare(db, () => sql`commit`),
-    rollback: prepare(db, () => sql`rollback`),
   } as const;
 }
 

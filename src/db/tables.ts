@@ -56,10 +56,28 @@ export interface RevokedTokensTable {
   expires_at: EpochMs;
 }
 
+/**
+ * The idempotency key of a write and, once the write is committed, its answer (in the same
+ * transaction as its readings). `progress` is what an import stored so far, until it ends.
+ */
+export interface IdempotencyKeysTable {
+  scope: string;
+  key: string;
+  /** SHA-256 of the request; null while an import is stored (its body is not read whole yet). */
+  fingerprint: string | null;
+  status: number | null;
+  /** The answer's JSON body. */
+  answer: string | null;
+  /** An import's report so far, as JSON. */
+  progress: string | null;
+  created_at: EpochMs;
+}
+
 export interface Database {
   users: UsersTable;
   devices: DevicesTable;
   data: ReadingsTable;
   reading_minutes: ReadingMinutesTable;
   revoked_tokens: RevokedTokensTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
