@@ -142,7 +142,12 @@ export async function buildApp(
   await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits, counts });
   await app.register(userRoutes, { db, auth });
   await app.register(deviceRoutes, { db, reads, auth, devices, ingestAuth: config.ingestAuth });
-  await app.register(dataRoutes, { reads, ingest, batchBodyLimitBytes: config.batchBodyLimitBytes });
+  await app.register(dataRoutes, {
+    reads,
+    ingest,
+    batchBodyLimitBytes: config.batchBodyLimitBytes,
+    ingestAuth: config.ingestAuth,
+  });
   await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });
   const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads);
   app.addHook('onClose', () => heavy.close());

@@ -3,6 +3,7 @@ import { isForeignKeyViolation } from '../db/dialect.js';
 import type { ReadingRow } from '../db/reading-store.js';
 import { DomainError } from '../http/errors.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
+import type { KeyName } from './idempotency.js';
 import type { Ingest } from './ingest.js';
 import { readLines } from './lines.js';
 import { type ImportReport, ReadingCreate } from './schemas.js';
@@ -17,15 +18,25 @@ const validateReading = compileBodyValidator<ReadingCreate>(ReadingCreate);
 // match backs off in linear time: `\d+\.?\d*` took quadratic time on a long digit run (issue 11).
 const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
+/** An import's idempotency key, and the fingerprint of its body once read to the end. */
+export interface ImportKey {
+  name: KeyName;
+  fingerprint: () => string;
+}
+
 /**
  * Imports readings line by line in constant memory: valid lines are stored in chunks of 5,000 (one
- * statement each), invalid ones are counted and reported with their line number and reason.
+ * statement each), invalid ones are counted and reported with their line number and reason. With a
+ * `key`, each chunk records in its own transaction how far the import got, and the report is recorded
+ * as the answer at the end: a retry of a finished import answers the report again, a retry of one that
+ * stopped (or still runs) is a 409 saying what was stored and from which line to send again.
  */
 export async function importReadings(
   ingest: Ingest,
   input: Readable,
   format: ImportFormat,
   deviceToken: string | undefined,
+  key?: ImportKey,
 ): Promise<ImportReport> {
   const report: ImportReport = { stored: 0, rejected: 0, errors: [] };
   const reject = (line: number, reason: string) => {
@@ -33,6 +44,23 @@ export async function importReadings(
     if (report.errors.length < LISTED_ERRORS) report.errors.push({ line, reason });
   };
   let chunk: { line: number; row: ReadingRow }[] = [];
+  let lastLine = 0;
+  // Whether a chunk recorded the key already (with its progress).
+  let started = false;
+  const store = async (rows: ReadingRow[]) => {
+    const progress =
+      key &&
+      ((ids: number[]) => [
+        ingest.keys.importProgress(
+          key.name,
+          { stored: report.stored + ids.length, rejected: report.rejected, line: lastLine },
+          !started,
+        ),
+      ]);
+    const stored = (await ingest.store(rows, progress)).length;
+    if (stored > 0) started = true;
+    return stored;
+  };
   const flush = async () => {
     const ids = chunk.map((c) => c.row.device_id);
     const missing = new Set(await ingest.devices.missing(ids));
@@ -45,7 +73,7 @@ export async function importReadings(
       else rows.push({ line, row });
     }
     try {
-      report.stored += (await ingest.store(rows.map((r) => r.row))).length;
+      report.stored += await store(rows.map((r) => r.row));
     } catch (error) {
       if (!isForeignKeyViolation(error)) throw error;
       // A device was deleted between the check and the insert (the chunk was stored not at all): its
@@ -57,12 +85,11 @@ export async function importReadings(
           reject(line, `device ${row.device_id} not found (deleted during the import)`);
         return !deleted.has(row.device_id);
       });
-      report.stored += (await ingest.store(rows.map((r) => r.row))).length;
+      report.stored += await store(rows.map((r) => r.row));
     }
     chunk = [];
   };
 
-  let lastLine = 0;
   try {
     for await (const line of linesOf(input)) {
       lastLine = line.number;
@@ -101,6 +128,7 @@ export async function importReadings(
   }
   if (chunk.length > 0) await flush();
   report.errors.sort((a, b) => a.line - b.line);
+  if (key) await ingest.keys.importEnded({ ...key.name, fingerprint: key.fingerprint() }, report, started);
   return report;
 }
 

@@ -1,13 +1,14 @@
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
-import { type ReadingRow, readingStore } from '../db/reading-store.js';
+import { type Alongside, type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
 import type { KnownDevices } from '../devices/known-devices.js';
 import { toIsoString } from '../http/dates.js';
 import { DomainError, notFound, RequestValidationError, type ValidationIssue } from '../http/errors.js';
 import type { IngestPath, Metrics } from '../metrics/metrics.js';
+import { IdempotencyKeys, type KeyUse } from './idempotency.js';
 import { ReadingWriter } from './reading-writer.js';
 import type { BatchResult, Reading, ReadingCreate } from './schemas.js';
 
@@ -23,20 +24,28 @@ export const BROKER_AUTHENTICATED = Symbol('the broker authenticated the device'
 const LISTED_IDS = 1000;
 
 export interface Ingest {
-  /** One reading, group-committed with others arriving at the same time. */
-  one(reading: ReadingCreate, deviceToken: DeviceCredential): Promise<Reading>;
+  /**
+   * One reading, group-committed with others arriving at the same time. With `key`, the request's
+   * idempotency key is recorded with the answer in the same transaction (see IdempotencyKeys.once).
+   */
+  one(reading: ReadingCreate, deviceToken: DeviceCredential, key?: KeyUse): Promise<Reading>;
   /** Many readings, all stored in one statement or none; bad items are named by index and field. */
-  batch(readings: ReadingCreate[], deviceToken: DeviceCredential): Promise<BatchResult>;
+  batch(readings: ReadingCreate[], deviceToken: DeviceCredential, key?: KeyUse): Promise<BatchResult>;
   /** With INGEST_AUTH=token, the (existing) devices among `ids` that `deviceToken` does not open. */
   refused(ids: Iterable<number>, deviceToken: DeviceCredential): number[];
-  /** Rows already checked by `prepare`, stored in one statement (imports use this); answers their ids. */
-  store(rows: ReadingRow[]): Promise<number[]>;
+  /**
+   * Rows already checked by `prepare`, stored in one statement (imports use this), with the statements
+   * `alongside` in the same transaction; answers their ids.
+   */
+  store(rows: ReadingRow[], alongside?: Alongside): Promise<number[]>;
   /** Turns a reading into a row, or says what is wrong with it. */
   prepare(
     reading: ReadingCreate,
     receivedAt: EpochMs,
   ): ReadingRow | { field: keyof ReadingCreate | 'created_at'; msg: string; type: string };
   devices: KnownDevices;
+  /** The idempotency keys of writes, recorded by `one`, `batch` and `store` with their readings. */
+  keys: IdempotencyKeys;
 }
 
 export interface IngestOptions {
@@ -52,9 +61,10 @@ export function createIngest(
   { devices, maxFutureSkewSeconds, ingestAuth, metrics }: IngestOptions,
 ): Ingest {
   const store = readingStore(db, engine);
-  const writer = new ReadingWriter(store, metrics);
-  const insert = async (rows: ReadingRow[], path: IngestPath) => {
-    const stored = await store.insert(rows);
+  const keys = new IdempotencyKeys(db, engine);
+  const writer = new ReadingWriter(store, metrics, keys);
+  const insert = async (rows: ReadingRow[], path: IngestPath, alongside?: Alongside) => {
+    const stored = await store.insert(rows, undefined, alongside);
     metrics.readingsStored.inc({ path }, stored.ids.length);
     metrics.minuteRollupsMerged.inc(stored.minuteRollups);
     return stored.ids;
@@ -97,23 +107,24 @@ export function createIngest(
 
   return {
     devices,
+    keys,
     prepare,
     refused,
-    store: (rows) => insert(rows, 'import'),
+    store: (rows, alongside) => insert(rows, 'import', alongside),
 
-    async one(reading, deviceToken) {
+    async one(reading, deviceToken, key) {
       const row = prepare(reading, Date.now());
       if (!('device_id' in row))
         throw new RequestValidationError([{ loc: ['body', row.field], msg: row.msg, type: row.type }]);
       if ((await devices.missing([row.device_id])).length > 0)
         throw notFound(`Device ${row.device_id} not found`);
       requireTokens([row.device_id], deviceToken);
-      const id = await writer.write(row);
       const { created_at, ...values } = row;
-      return { id, ...values, timestamp: toIsoString(created_at) };
+      const answer = (id: number): Reading => ({ id, ...values, timestamp: toIsoString(created_at) });
+      return answer(await writer.write(row, key && { use: key, answer }));
     },
 
-    async batch(readings, deviceToken) {
+    async batch(readings, deviceToken, key) {
       const receivedAt = Date.now();
       const issues: ValidationIssue[] = [];
       const rows: ReadingRow[] = [];
@@ -137,15 +148,17 @@ export function createIngest(
         readings.map((r) => r.device_id),
         deviceToken,
       );
-      let ids: number[];
+      const answer = (ids: number[]): BatchResult =>
+        ids.length <= LISTED_IDS ? { stored: ids.length, ids } : { stored: ids.length };
       try {
-        ids = await insert(rows, 'batch');
+        const alongside: Alongside | undefined =
+          key && ((ids) => keys.recording([{ use: key, answer: answer(ids) }]));
+        return answer(await insert(rows, 'batch', alongside));
       } catch (error) {
         if (isForeignKeyViolation(error))
           throw notFound('A device of this batch was deleted while it was stored');
         throw error;
       }
-      return ids.length <= LISTED_IDS ? { stored: ids.length, ids } : { stored: ids.length };
     },
   };
 }

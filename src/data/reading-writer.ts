@@ -1,10 +1,18 @@
-import { isForeignKeyViolation } from '../db/dialect.js';
-import type { ReadingRow, ReadingStore } from '../db/reading-store.js';
+import { isForeignKeyViolation, isUniqueViolation } from '../db/dialect.js';
+import type { Alongside, ReadingRow, ReadingStore } from '../db/reading-store.js';
 import { notFound } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { IdempotencyKeys, KeyUse } from './idempotency.js';
+
+/** The idempotency key of a reading's request, and its answer once the reading's id is known. */
+export interface KeyedAnswer {
+  use: KeyUse;
+  answer: (id: number) => unknown;
+}
 
 interface Pending {
   row: ReadingRow;
+  key: KeyedAnswer | undefined;
   resolve: (id: number) => void;
   reject: (error: unknown) => void;
 }
@@ -33,12 +41,16 @@ export class ReadingWriter {
   constructor(
     private readonly store: ReadingStore,
     private readonly metrics: Metrics,
+    private readonly keys: IdempotencyKeys,
   ) {}
 
-  /** Stores one reading with the next group; answers its id once committed. */
-  write(row: ReadingRow): Promise<number> {
+  /**
+   * Stores one reading with the next group; answers its id once committed. Its request's idempotency
+   * key, if any, is recorded with its answer in the group's transaction.
+   */
+  write(row: ReadingRow, key?: KeyedAnswer): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ row, resolve, reject });
+      this.#queue.push({ row, key, resolve, reject });
       this.#schedule();
     });
   }
@@ -65,14 +77,19 @@ export class ReadingWriter {
 
   async #commit(group: Pending[]): Promise<void> {
     try {
-      const { ids, minuteRollups } = await this.store.insert(group.map((p) => p.row));
+      const { ids, minuteRollups } = await this.store.insert(
+        group.map((p) => p.row),
+        undefined,
+        this.#keysOf(group),
+      );
       this.metrics.groupCommitReadings.observe(group.length);
       this.metrics.readingsStored.inc({ path: 'single' }, group.length);
       this.metrics.minuteRollupsMerged.inc(minuteRollups);
       for (const [i, pending] of group.entries()) pending.resolve(ids[i] as number);
     } catch (error) {
-      if (group.length > 1 && isForeignKeyViolation(error)) {
-        // A device vanished between the check and the write: store the others, refuse only its readings.
+      if (group.length > 1 && (isForeignKeyViolation(error) || isUniqueViolation(error))) {
+        // A device vanished between the check and the write, or another process recorded an idempotency
+        // key of this group first: store the others, refuse only the readings concerned.
         for (const pending of group) await this.#commit([pending]);
         return;
       }
@@ -82,8 +99,20 @@ export class ReadingWriter {
       // The database failed or did not answer: the readings queued meanwhile would each wait for the
       // same failure, one group after another (a hung database holds a group for the driver's whole
       // timeout, beyond the request timeout for the groups behind it). They fail with this one.
-      const failed = isForeignKeyViolation(error) ? group : [...group, ...this.#queue.splice(0)];
+      const failed =
+        isForeignKeyViolation(error) || isUniqueViolation(error)
+          ? group
+          : [...group, ...this.#queue.splice(0)];
       for (const pending of failed) pending.reject(failure);
     }
+  }
+
+  /** The idempotency keys of the group's requests, recorded with their answers alongside the readings. */
+  #keysOf(group: Pending[]): Alongside | undefined {
+    if (!group.some((pending) => pending.key)) return undefined;
+    return (ids) =>
+      this.keys.recording(
+        group.flatMap(({ key }, i) => (key ? [{ use: key.use, answer: key.answer(ids[i] as number) }] : [])),
+      );
   }
 }

@@ -6,20 +6,33 @@ import { DomainError, invalidQuery } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
+import { fingerprintOf, type KeyUse } from './idempotency.js';
+import { idempotencyKeyOf } from './idempotency-header.js';
 import { deviceToken, type Ingest } from './ingest.js';
 import { listReadings } from './queries.js';
-import { BatchResult, IngestBody, MAX_BATCH, Reading, ReadingListQuery } from './schemas.js';
+import {
+  BatchResult,
+  IDEMPOTENT_REPLAYED,
+  IdempotentWriteHeaders,
+  IngestBody,
+  MAX_BATCH,
+  Reading,
+  ReadingListQuery,
+  ReplayedHeader,
+} from './schemas.js';
 
 export interface DataRoutesOptions {
   /** Where the list reads (a replica when one is fit). */
   reads: Reads;
   ingest: Ingest;
   batchBodyLimitBytes: number;
+  /** Idempotency keys belong to the device's token with INGEST_AUTH=token. */
+  ingestAuth: 'open' | 'token';
 }
 
 export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
   app,
-  { reads, ingest, batchBodyLimitBytes },
+  { reads, ingest, batchBodyLimitBytes, ingestAuth },
 ) => {
   app.post(
     '/data/',
@@ -41,28 +54,44 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
           "Open to everyone, unless the server runs with INGEST_AUTH=token: then the device's X-Device-Token " +
           'is needed. Answers 200, as the original did. One reading answers the stored reading; a ' +
           'batch answers how many were stored (and their ids, up to 1,000). A batch is all or nothing: a bad ' +
-          'item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch.',
+          'item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch. ' +
+          'With an `Idempotency-Key`, a retry stores nothing and answers the first answer again.',
         security: OPTIONAL_DEVICE_TOKEN,
+        headers: IdempotentWriteHeaders,
         body: IngestBody,
         response: {
-          200: Type.Union([Reading, BatchResult], {
-            description: 'One reading: the stored reading; a batch: how many were stored',
-          }),
-          ...errorResponses(401, 404, 413, 415, 422, 503),
+          200: {
+            ...Type.Union([Reading, BatchResult], {
+              description: 'One reading: the stored reading; a batch: how many were stored',
+            }),
+            headers: ReplayedHeader,
+          },
+          ...errorResponses(401, 404, 409, 413, 415, 422, 503),
         },
       },
     },
     async (request, reply) => {
       // The union of the schema serializes by trying each shape at run time; the handler knows which
       // shape it answers, so it picks that shape's serializer, compiled once per route by Fastify.
-      if (Array.isArray(request.body)) {
-        const stored = await ingest.batch(request.body, deviceToken(request));
-        reply.serializer(reply.compileSerializationSchema(BatchResult, '200'));
-        return stored;
-      }
-      const reading = await ingest.one(request.body, deviceToken(request));
-      reply.serializer(reply.compileSerializationSchema(Reading, '200'));
-      return reading;
+      const { body } = request;
+      const token = deviceToken(request);
+      const store = (key?: KeyUse): Promise<Reading | BatchResult> =>
+        Array.isArray(body) ? ingest.batch(body, token, key) : ingest.one(body, token, key);
+      // Set once the answer is there: an error has a serializer of its own.
+      const shaped = <T>(answer: T) => {
+        reply.serializer(
+          reply.compileSerializationSchema(Array.isArray(body) ? BatchResult : Reading, '200'),
+        );
+        return answer;
+      };
+      const name = idempotencyKeyOf(request, ingestAuth);
+      if (!name) return shaped(await store());
+      const write = { ...name, fingerprint: fingerprintOf('POST', '/data/', name.scope, body) };
+      const { body: answer, replayed } = await ingest.keys.once(name, write.fingerprint, (mode) =>
+        store({ write, mode }),
+      );
+      if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
+      return shaped(answer);
     },
   );
 

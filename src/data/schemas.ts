@@ -111,3 +111,27 @@ export const ReadingFilters = {
 };
 
 export const ReadingListQuery = Type.Object({ ...ReadingFilters, ...PageQuery });
+
+/** The headers of a write that may be retried: `Idempotency-Key` (IETF draft-ietf-httpapi-idempotency-key-header). */
+export const IdempotentWriteHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x20-\\x7E]+$',
+      description:
+        'A key the client makes up for this write (a UUID), 1 to 255 printable ASCII characters. A retry with ' +
+        'the same key and body stores nothing and answers the first answer again, with `Idempotent-Replayed: ' +
+        'true`; the same key with another body is a 409. Kept at least 24 hours; failed writes are not kept.',
+    }),
+  ),
+});
+
+/** The header of an answer given again to a retry of the same Idempotency-Key. */
+export const IDEMPOTENT_REPLAYED = 'idempotent-replayed';
+
+export const ReplayedHeader = {
+  [IDEMPOTENT_REPLAYED]: Type.Literal('true', {
+    description: 'The first answer to this Idempotency-Key, given again',
+  }),
+};

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -11,10 +12,19 @@ import { DomainError, unsupportedMediaType } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { errorResponses } from '../http/schemas.js';
 import { IDLE_TIMEOUT_MS } from '../http/timeouts.js';
+import { validatorCompiler } from '../http/validation.js';
 import { type ExportFormat, exportReadings } from './export.js';
+import { fingerprintOf } from './idempotency.js';
+import { idempotencyKeyOf } from './idempotency-header.js';
 import { IDLE, type ImportFormat, importReadings } from './import.js';
 import { deviceToken, type Ingest } from './ingest.js';
-import { ImportReport, ReadingFilters } from './schemas.js';
+import {
+  IDEMPOTENT_REPLAYED,
+  IdempotentWriteHeaders,
+  ImportReport,
+  ReadingFilters,
+  ReplayedHeader,
+} from './schemas.js';
 
 export interface TransferRoutesOptions {
   /** The primary: the ingest token check must see a token just rotated. */
@@ -55,7 +65,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
         }
       },
       // The body is a stream; each line is checked as it is read, with the same rules as POST /data/.
-      validatorCompiler: () => () => true,
+      validatorCompiler: (schema) => (schema.httpPart === 'body' ? () => true : validatorCompiler(schema)),
       schema: {
         operationId: 'importReadings',
         tags: ['data'],
@@ -67,15 +77,21 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
           'With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, ' +
           'and lines of devices other than the one whose token is sent are refused. There is no limit on the ' +
           "import's total time; a body that sends nothing for 30 s is stopped with a 408 whose detail says how " +
-          'many readings were stored and from which line to send again.',
+          'many readings were stored and from which line to send again. With an `Idempotency-Key`, a retry of a ' +
+          'finished import (the same body, byte for byte) stores nothing and answers its report again; a retry of ' +
+          'an import that stopped or still runs is a 409 whose detail says what it stored.',
         security: OPTIONAL_DEVICE_TOKEN,
+        headers: IdempotentWriteHeaders,
         consumes: Object.keys(formatByType),
         body: Type.Unsafe<Readable>({
           type: 'string',
           description: 'CSV or NDJSON text',
           examples: ['device_id,x,y,z,timestamp\n1,100,200,300,2026-11-27T08:00:00Z\n'],
         }),
-        response: { 200: ImportReport, ...errorResponses(401, 408, 415, 422, 503) },
+        response: {
+          200: { ...ImportReport, headers: ReplayedHeader },
+          ...errorResponses(401, 408, 409, 415, 422, 503),
+        },
       },
     },
     async (request, reply) => {
@@ -97,7 +113,24 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
         lines.destroy(Object.assign(new Error('no bytes within the idle timeout'), { code: IDLE }));
       });
       try {
-        return await importReadings(ingest, lines, format, deviceToken(request));
+        const name = idempotencyKeyOf(request, ingestAuth);
+        if (!name) return await importReadings(ingest, lines, format, deviceToken(request));
+        // The fingerprint of an import: its format and the digest of its bytes, read as they stream.
+        const digest = createHash('sha256');
+        body.on('data', (bytes: Buffer) => digest.update(bytes));
+        const fingerprint = () =>
+          fingerprintOf('POST', '/data/import', name.scope, { format, body: digest.digest('hex') });
+        const { body: report, replayed } = await ingest.keys.once(
+          name,
+          // A retry of a recorded key: its body is read to the end (and stored nowhere) to compare it.
+          async () => {
+            for await (const _ of lines);
+            return fingerprint();
+          },
+          () => importReadings(ingest, lines, format, deviceToken(request), { name, fingerprint }),
+        );
+        if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
+        return report;
       } catch (error) {
         if (error instanceof DomainError && error.code === 'REQUEST_TIMEOUT') {
           request.log.info({ reason: error.message }, 'import cut short');

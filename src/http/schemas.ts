@@ -34,6 +34,7 @@ const ERROR_DESCRIPTIONS = {
   404: 'Not found',
   405: 'Not allowed',
   408: 'The body stopped coming: `detail` says what was stored',
+  409: 'The Idempotency-Key was used with another request, or names an import that stopped (`detail` says what it stored)',
   413: 'The body is larger than the server takes',
   415: 'A Content-Type this route does not take',
   422: 'Invalid input: each item names the field (`loc`) and the problem',
