@@ -214,7 +214,8 @@ function replay(stored: Stored, fingerprint: string): unknown {
 const keyReused = () =>
   new DomainError(
     'IDEMPOTENCY_KEY_CONFLICT',
-    'This Idempotency-Key was used with another request (another body or path); a new request needs a new key',
+    'This idempotency key (the Idempotency-Key header, or MQTT correlation data) was used with another ' +
+      'request (another body or path); a new request needs a new key',
   );
 
 function statementsOf(db: Kysely<Database>, engine: Engine) {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { buildApp } from '../../src/app.js';
+import { openDatabase } from '../../src/db/database.js';
+import { type Harness, onEachEngine, testConfig } from '../helpers/harness.js';
 
 // Issue 11 item 12: a client that retries a write with the same Idempotency-Key stores it once and
 // gets the first answer again; the same key with another body is a 409; failures are not remembered.
@@ -81,7 +83,7 @@ onEachEngine('Idempotency-Key on writes of readings', (h: Harness) => {
     assert.equal((await send(h, '/data/', { device_id: own, x: 1, y: 1, z: 1 }, key)).statusCode, 200);
     const other = await send(h, '/data/', { device_id: own, x: 2, y: 1, z: 1 }, key);
     assert.equal(other.statusCode, 409, other.body);
-    assert.match(other.json().detail, /Idempotency-Key was used with another request/);
+    assert.match(other.json().detail, /idempotency key .* was used with another request/);
     const asBatch = await send(h, '/data/', [{ device_id: own, x: 1, y: 1, z: 1 }], key);
     assert.equal(asBatch.statusCode, 409, 'a batch of the same reading is another body');
     assert.deepEqual(await stored(h, own), { xs: [1], count: 1 });
@@ -118,6 +120,35 @@ onEachEngine('Idempotency-Key on writes of readings', (h: Harness) => {
     assert.equal(fixed.statusCode, 200, fixed.body);
     assert.equal(fixed.headers['idempotent-replayed'], undefined);
     assert.deepEqual(await stored(h, own), { xs: [4], count: 1 });
+  });
+
+  // Several processes share one PostgreSQL database (SQLite is one process's).
+  it('stores once what two processes are sent in parallel under one key', {
+    skip: h.engine === 'sqlite',
+  }, async () => {
+    const own = await h.createDevice();
+    const database = openDatabase(h.databaseUrl, 'server');
+    const other = await buildApp(testConfig(h.databaseUrl), database);
+    try {
+      const key = newKey();
+      const batch = [1, 2].map((x) => ({ device_id: own, x, y: 0, z: 0 }));
+      const request = {
+        method: 'POST' as const,
+        url: '/data/',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        payload: JSON.stringify(batch),
+      };
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? h.inject(request) : other.inject(request))),
+      );
+      for (const answer of answers) assert.equal(answer.statusCode, 200, answer.body);
+      assert.equal(answers.filter((a) => a.headers['idempotent-replayed'] === undefined).length, 1);
+      for (const answer of answers) assert.deepEqual(answer.json(), answers[0]?.json());
+      assert.deepEqual(await stored(h, own), { xs: [1, 2], count: 2 });
+    } finally {
+      await other.close();
+      await database.close();
+    }
   });
 
   it('refuses a malformed key with a 422 naming the header', async () => {
