@@ -109,22 +109,35 @@ export function readMessage(
 const where = (body: unknown, index: number) => (Array.isArray(body) ? `${index}.` : '');
 
 /**
- * What the idempotency store (issue 11) keys a delivery by. A publisher that sets MQTT 5 correlation
- * data names its message end to end, so its own retries are caught too. Otherwise the broker's packet
- * id names a delivery only within this session and is reused once acknowledged: it may match an
- * earlier delivery only when the broker marks the packet as a redelivery (DUP), and the payload's
- * digest is part of the key.
+ * What the idempotency keys (data/idempotency.ts, scope `mqtt`) name a delivery by. A publisher that
+ * sets MQTT 5 correlation data names its message end to end, so its own retries are caught too.
+ * Otherwise the broker's packet id names a delivery only within this session and is reused once
+ * acknowledged: an earlier delivery with the same id and payload means "already stored" only when the
+ * broker marks the packet as a redelivery (DUP); a first delivery records its key over any older one.
+ * Keys are digests, so that long correlation data or client ids fit the key column.
  */
 export interface DeliveryKey {
   key: string;
   /** Whether an earlier delivery with this key means "already stored" (false: record it, check nothing). */
   mayRepeat: boolean;
+  /** The SHA-256 of the topic and payload: the same correlation data with another payload is refused. */
+  fingerprint: string;
 }
 
 export function deliveryKey(packet: IPublishPacket, deviceId: number, clientId: string): DeliveryKey {
+  const digest = (...parts: (string | Buffer)[]) => {
+    const hash = createHash('sha256');
+    for (const part of parts) hash.update(part).update('\n');
+    return hash.digest('hex');
+  };
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  const fingerprint = digest(packet.topic, payload);
   const correlation = packet.properties?.correlationData;
   if (correlation !== undefined && correlation.length > 0)
-    return { key: `mqtt:${deviceId}:${correlation.toString('base64url')}`, mayRepeat: true };
-  const digest = createHash('sha256').update(packet.payload).digest('base64url');
-  return { key: `mqtt:${clientId}:${packet.messageId}:${digest}`, mayRepeat: packet.dup };
+    return { key: `correlation:${digest(String(deviceId), correlation)}`, mayRepeat: true, fingerprint };
+  return {
+    key: `delivery:${digest(clientId, String(packet.messageId), fingerprint)}`,
+    mayRepeat: packet.dup,
+    fingerprint,
+  };
 }

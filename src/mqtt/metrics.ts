@@ -27,7 +27,7 @@ export function mqttMetrics({ registry }: Metrics): MqttMetrics {
     }),
     messages: new Counter({
       name: 'statistics_mqtt_messages_total',
-      help: 'MQTT messages acknowledged, by outcome: stored, or refused (never stored)',
+      help: 'MQTT messages acknowledged, by outcome: stored, redelivered (stored by an earlier delivery), or refused (never stored)',
       labelNames: ['outcome'],
       registers,
     }),

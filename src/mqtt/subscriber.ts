@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { MqttSettings } from '../config.js';
+import type { KeyMode } from '../data/idempotency.js';
 import { BROKER_AUTHENTICATED, type Ingest } from '../data/ingest.js';
 import { DomainError, RequestValidationError } from '../http/errors.js';
 import { type Acknowledge, Acknowledgements, UNACKNOWLEDGED } from './acknowledgements.js';
@@ -30,6 +31,8 @@ const RECEIVE_MAXIMUM = 100;
 /** A message whose write fails (the database is down) is tried again after these waits, doubling. */
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 5000;
+/** The scope of the idempotency keys of MQTT deliveries. */
+const MQTT_SCOPE = 'mqtt';
 /** How long a stop waits for the message being written before it leaves it to the broker. */
 const STOP_WAIT_MS = 10_000;
 
@@ -184,17 +187,17 @@ export class MqttSubscriber {
       return;
     }
     const key = deliveryKey(packet, message.deviceId, this.options.settings.clientId);
-    const writing = this.#store(message, key).then((refusal) => {
+    const writing = this.#store(message, key).then((outcome) => {
       this.#writing.delete(writing);
-      if (refusal === 'stopped') {
+      if (outcome === 'stopped') {
         acknowledge(UNACKNOWLEDGED);
         return;
       }
-      if (refusal) {
-        this.#refuse(refusal, topic, packet, acknowledge);
+      if (outcome !== 'stored' && outcome !== 'redelivered') {
+        this.#refuse(outcome, topic, packet, acknowledge);
         return;
       }
-      this.options.metrics.messages.inc({ outcome: 'stored' });
+      this.options.metrics.messages.inc({ outcome });
       acknowledge(0);
       this.options.metrics.ackSeconds.observe((performance.now() - received) / 1000);
     });
@@ -207,21 +210,30 @@ export class MqttSubscriber {
   }
 
   /**
-   * Stores the message (all its readings or none), trying again while the database fails; answers why
-   * it was refused, if it was, or 'stopped' when the service stopped first.
+   * Stores the message (all its readings or none), trying again while the database fails; answers
+   * 'stored', 'redelivered' when an earlier delivery stored it (its idempotency key was recorded in the
+   * same transaction as its readings), why it was refused, or 'stopped' when the service stopped first.
    */
-  async #store(message: DeviceMessage, _key: DeliveryKey): Promise<Refusal | undefined | 'stopped'> {
+  async #store(
+    message: DeviceMessage,
+    delivery: DeliveryKey,
+  ): Promise<'stored' | 'redelivered' | Refusal | 'stopped'> {
     const { ingest, metrics, log } = this.options;
     const credential = this.options.settings.deviceAuth === 'broker' ? BROKER_AUTHENTICATED : undefined;
-    for (let wait = RETRY_FIRST_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+    const write = { scope: MQTT_SCOPE, key: delivery.key, fingerprint: delivery.fingerprint };
+    const store = (mode: KeyMode): Promise<unknown> =>
+      Array.isArray(message.readings)
+        ? ingest.batch(message.readings, credential, { write, mode })
+        : ingest.one(message.readings, credential, { write, mode });
+    // After a failed attempt the key is looked up: the commit may have happened without its answer.
+    for (let wait = RETRY_FIRST_MS, lookUp = delivery.mayRepeat; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
       try {
-        // Issue 11's idempotency store takes `_key` here, in the same transaction as the readings.
-        if (Array.isArray(message.readings)) await ingest.batch(message.readings, credential);
-        else await ingest.one(message.readings, credential);
-        return undefined;
+        const { replayed } = await ingest.keys.once(write, write.fingerprint, store, lookUp);
+        return replayed ? 'redelivered' : 'stored';
       } catch (error) {
         const refusal = refusalOf(error, message.deviceId);
         if (refusal) return refusal;
+        lookUp = true;
         metrics.storeRetries.inc();
         if (wait === RETRY_FIRST_MS)
           log.warn({ err: error }, 'MQTT: storing a message failed; trying again, unacknowledged');

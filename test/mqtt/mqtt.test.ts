@@ -106,6 +106,31 @@ for (const engine of ENGINES) {
       );
     });
 
+    it('stores a message sent again with the same correlation data once, and refuses it with another payload', async () => {
+      const id = await h.createDevice();
+      const topic = `${prefix}/${id}/readings`;
+      const correlated = (payload: string, correlation: string) =>
+        device.publishAsync(topic, payload, {
+          qos: 1,
+          properties: { correlationData: Buffer.from(correlation) },
+        });
+      await correlated('[{"x": 1, "y": 0, "z": 0}, {"x": 2, "y": 0, "z": 0}]', 'message-1');
+      // The publisher's own retry (it did not see the PUBACK), and a payload reusing its correlation data.
+      await correlated('[{"x": 1, "y": 0, "z": 0}, {"x": 2, "y": 0, "z": 0}]', 'message-1');
+      await correlated('{"x": 3, "y": 0, "z": 0}', 'message-1');
+      await correlated('{"x": 4, "y": 0, "z": 0}', 'message-2');
+      await waitUntil('the reused correlation data reported', async () =>
+        errorMessages.some((m) => m.topic === `${prefix}/${id}/errors`),
+      );
+      await waitUntil('three readings', async () => (await readings(id)).length === 3);
+      assert.deepEqual(
+        (await readings(id)).map((r: { x: number }) => r.x).sort((a: number, b: number) => a - b),
+        [1, 2, 4],
+      );
+      const report = errorMessages.find((m) => m.topic === `${prefix}/${id}/errors`)?.body;
+      assert.match(report?.reason ?? '', /idempotency key .* was used with another request/);
+    });
+
     it('stores a batch whole or not at all, says why on the errors topic, and goes on', async () => {
       const id = await h.createDevice();
       const before = await h.countReadings();
