@@ -96,47 +96,53 @@ export class IdempotencyKeys {
   /**
    * Runs `work` once per key: a retry answers the stored answer (`replayed`), the same key with
    * another fingerprint is a 409. `fingerprint` may be computed only when needed (an import reads its
-   * body to the end for it). With `lookUp` false (an MQTT first delivery) no earlier record is read.
+   * body to the end for it). `first` says what the first attempt does: `look-up` reads an earlier
+   * record before writing; `insert` writes at once (a retry is rare: its key's conflict fails its
+   * transaction, storing nothing, and the record is read then), which spares every first request a
+   * read; `overwrite` writes over any earlier record (an MQTT first delivery).
    */
   async once<T>(
     name: KeyName,
     fingerprint: string | (() => Promise<string>),
     work: (mode: KeyMode) => Promise<T>,
-    lookUp = true,
+    first: 'look-up' | 'insert' | 'overwrite' = 'look-up',
   ): Promise<Outcome<T>> {
     await this.#sweepWhenDue();
     const id = `${name.scope}\n${name.key}`;
-    let check = lookUp;
-    for (let attempt = 0; ; attempt++) {
+    const known = typeof fingerprint === 'string' ? fingerprint : undefined;
+    let lookUp = first === 'look-up';
+    let mode: KeyMode = first === 'overwrite' ? 'overwritten' : 'checked';
+    let conflicts = 0;
+    for (;;) {
       const running = this.#running.get(id);
       if (running) {
-        if (
-          typeof fingerprint === 'string' &&
-          running.fingerprint !== undefined &&
-          running.fingerprint !== fingerprint
-        )
+        if (known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known)
           throw keyReused();
         await running.done;
-        check = true;
+        lookUp = true;
+        mode = 'checked';
         continue;
       }
       let finished = () => {};
       const done = new Promise<void>((resolve) => {
         finished = resolve;
       });
-      this.#running.set(id, { fingerprint: typeof fingerprint === 'string' ? fingerprint : undefined, done });
+      this.#running.set(id, { fingerprint: known, done });
       try {
-        if (check) {
-          const stored = await this.#find(name);
-          if (stored) {
-            const asked = typeof fingerprint === 'string' ? fingerprint : await fingerprint();
-            return { body: replay(stored, asked) as T, replayed: true };
-          }
-        }
-        return { body: await work(check ? 'checked' : 'overwritten'), replayed: false };
+        const stored = lookUp ? await this.#find(name) : undefined;
+        if (stored)
+          return {
+            body: replay(stored, known ?? (await (fingerprint as () => Promise<string>)())) as T,
+            replayed: true,
+          };
+        return { body: await work(mode), replayed: false };
       } catch (error) {
-        // Another process recorded the key first (and this transaction stored nothing): its answer is the answer.
-        if (check && attempt === 0 && isUniqueViolation(error)) continue;
+        // The key was recorded meanwhile (by another process, or before when not looked up), and this
+        // transaction stored nothing: that record's answer is the answer.
+        if (mode === 'checked' && conflicts++ === 0 && isUniqueViolation(error)) {
+          lookUp = true;
+          continue;
+        }
         throw error;
       } finally {
         this.#running.delete(id);

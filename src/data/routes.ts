@@ -87,8 +87,11 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
       const name = idempotencyKeyOf(request, ingestAuth);
       if (!name) return shaped(await store());
       const write = { ...name, fingerprint: fingerprintOf('POST', '/data/', name.scope, body) };
-      const { body: answer, replayed } = await ingest.keys.once(name, write.fingerprint, (mode) =>
-        store({ write, mode }),
+      const { body: answer, replayed } = await ingest.keys.once(
+        name,
+        write.fingerprint,
+        (mode) => store({ write, mode }),
+        'insert',
       );
       if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
       return shaped(answer);
