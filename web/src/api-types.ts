@@ -161,7 +161,7 @@ export interface paths {
         put?: never;
         /**
          * Store a reading, or a batch of up to 10,000 readings
-         * @description Open to everyone, unless the server runs with INGEST_AUTH=token: then the device's X-Device-Token is needed. Answers 200, as the original did. One reading answers the stored reading; a batch answers how many were stored (and their ids, up to 1,000). A batch is all or nothing: a bad item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch.
+         * @description Open to everyone, unless the server runs with INGEST_AUTH=token: then the device's X-Device-Token is needed. Answers 200, as the original did. One reading answers the stored reading; a batch answers how many were stored (and their ids, up to 1,000). A batch is all or nothing: a bad item is a 422 naming its index and field. An unknown device is a 404 for one reading, a 422 in a batch. With an `Idempotency-Key`, a retry stores nothing and answers the first answer again.
          */
         post: operations["createReadings"];
         delete?: never;
@@ -181,7 +181,7 @@ export interface paths {
         put?: never;
         /**
          * Import readings from CSV or NDJSON, of any size
-         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, and lines of devices other than the one whose token is sent are refused. There is no limit on the import's total time; a body that sends nothing for 30 s is stopped with a 408 whose detail says how many readings were stored and from which line to send again.
+         * @description Content-Type `text/csv` (lines `device_id,x,y,z[,timestamp]`, an optional header line) or `application/x-ndjson` (one reading object per line, as for POST /data/). Valid lines are stored in chunks as they are read; invalid ones are reported by line number and do not stop the import. With INGEST_AUTH=token, an import without a valid X-Device-Token is a 401 before its body is read, and lines of devices other than the one whose token is sent are refused. There is no limit on the import's total time; a body that sends nothing for 30 s is stopped with a 408 whose detail says how many readings were stored and from which line to send again. With an `Idempotency-Key`, a retry of a finished import (the same body, byte for byte) stores nothing and answers its report again; a retry of an import that stopped or still runs is a 409 whose detail says what it stored.
          */
         post: operations["importReadings"];
         delete?: never;
@@ -1630,7 +1630,10 @@ export interface operations {
     createReadings: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A key the client makes up for this write (a UUID), 1 to 255 printable ASCII characters. A retry with the same key and body stores nothing and answers the first answer again, with `Idempotent-Replayed: true`; the same key with another body is a 409. Kept at least 24 hours; failed writes are not kept. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1644,6 +1647,8 @@ export interface operations {
             /** @description One reading: the stored reading; a batch: how many were stored */
             200: {
                 headers: {
+                    /** @description The first answer to this Idempotency-Key, given again */
+                    "idempotent-replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -1670,6 +1675,15 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The Idempotency-Key was used with another request, or names an import that stopped (`detail` says what it stored) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1720,7 +1734,10 @@ export interface operations {
     importReadings: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A key the client makes up for this write (a UUID), 1 to 255 printable ASCII characters. A retry with the same key and body stores nothing and answers the first answer again, with `Idempotent-Replayed: true`; the same key with another body is a 409. Kept at least 24 hours; failed writes are not kept. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1774,6 +1791,15 @@ export interface operations {
             };
             /** @description The body stopped coming: `detail` says what was stored */
             408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The Idempotency-Key was used with another request, or names an import that stopped (`detail` says what it stored) */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
