@@ -99,13 +99,18 @@ export class IdempotencyKeys {
    * body to the end for it). `first` says what the first attempt does: `look-up` reads an earlier
    * record before writing; `insert` writes at once (a retry is rare: its key's conflict fails its
    * transaction, storing nothing, and the record is read then), which spares every first request a
-   * read; `overwrite` writes over any earlier record (an MQTT first delivery).
+   * read; `overwrite` writes over any earlier record (an MQTT first delivery). A write of the same
+   * key still running in this process is waited for, or refused (a 409) `whileRunning: 'refuse'` (an
+   * import, which may run for long).
    */
   async once<T>(
     name: KeyName,
     fingerprint: string | (() => Promise<string>),
     work: (mode: KeyMode) => Promise<T>,
-    first: 'look-up' | 'insert' | 'overwrite' = 'look-up',
+    {
+      first = 'look-up',
+      whileRunning = 'wait',
+    }: { first?: 'look-up' | 'insert' | 'overwrite'; whileRunning?: 'wait' | 'refuse' } = {},
   ): Promise<Outcome<T>> {
     await this.#sweepWhenDue();
     const id = `${name.scope}\n${name.key}`;
@@ -118,6 +123,11 @@ export class IdempotencyKeys {
       if (running) {
         if (known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known)
           throw keyReused();
+        if (whileRunning === 'refuse')
+          throw new DomainError(
+            'IDEMPOTENCY_KEY_CONFLICT',
+            'A request with this Idempotency-Key is still running; its answer will say what it stored',
+          );
         await running.done;
         lookUp = true;
         mode = 'checked';

@@ -91,7 +91,7 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
         name,
         write.fingerprint,
         (mode) => store({ write, mode }),
-        'insert',
+        { first: 'insert' },
       );
       if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
       return shaped(answer);

@@ -128,6 +128,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
             return fingerprint();
           },
           () => importReadings(ingest, lines, format, deviceToken(request), { name, fingerprint }),
+          { whileRunning: 'refuse' },
         );
         if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
         return report;

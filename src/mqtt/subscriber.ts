@@ -228,12 +228,9 @@ export class MqttSubscriber {
     // After a failed attempt the key is looked up: the commit may have happened without its answer.
     for (let wait = RETRY_FIRST_MS, lookUp = delivery.mayRepeat; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
       try {
-        const { replayed } = await ingest.keys.once(
-          write,
-          write.fingerprint,
-          store,
-          lookUp ? 'look-up' : 'overwrite',
-        );
+        const { replayed } = await ingest.keys.once(write, write.fingerprint, store, {
+          first: lookUp ? 'look-up' : 'overwrite',
+        });
         return replayed ? 'redelivered' : 'stored';
       } catch (error) {
         const refusal = refusalOf(error, message.deviceId);

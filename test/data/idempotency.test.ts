@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { openDatabase } from '../../src/db/database.js';
 import { type Harness, onEachEngine, testConfig } from '../helpers/harness.js';
+import { listen, openImport } from '../helpers/streamed-import.js';
 
 // Issue 11 item 12: a client that retries a write with the same Idempotency-Key stores it once and
 // gets the first answer again; the same key with another body is a 409; failures are not remembered.
@@ -221,6 +223,26 @@ onEachEngine('Idempotency-Key on writes of readings', (h: Harness) => {
     assert.equal(again.statusCode, 409);
     assert.match(again.json().detail, /stored 5000 readings from lines 1 to 5000 .*after line 5000/);
     assert.equal((await stored(h, own)).count, 12_000);
+  });
+
+  it('refuses a retry of an import still running (409), and answers its report once it ended', async () => {
+    const own = await h.createDevice();
+    const key = newKey();
+    const csv = `${own},1,0,0\n${own},2,0,0\n`;
+    const first = openImport(await listen(h), { 'idempotency-key': key });
+    first.request.write(`${own},1,0,0\n`);
+    await sleep(500); // the import is under way, its body still open
+    const retry = await sendImport(h, csv, key);
+    assert.equal(retry.statusCode, 409, retry.body);
+    assert.match(retry.json().detail, /still running/);
+    first.request.end(`${own},2,0,0\n`);
+    const answer = await first.answer;
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(JSON.parse(answer.body), { stored: 2, rejected: 0, errors: [] });
+    const after = await sendImport(h, csv, key);
+    assert.equal(after.headers['idempotent-replayed'], 'true');
+    assert.deepEqual(after.json(), JSON.parse(answer.body));
+    assert.deepEqual(await stored(h, own), { xs: [1, 2], count: 2 });
   });
 
   it('keeps keys 24 hours, then deletes them', async () => {
