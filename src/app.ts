@@ -6,6 +6,7 @@ import { createIngest } from './data/ingest.js';
 import { dataRoutes } from './data/routes.js';
 import { BatchResult, ImportReport, Reading, ReadingCreate } from './data/schemas.js';
 import { transferRoutes } from './data/transfer-routes.js';
+import { bulkStoreOf } from './db/copy-readings.js';
 import type { OpenedDatabase } from './db/database.js';
 import { createReads } from './db/read-replicas.js';
 import { announceDeviceChange, listenForDeviceChanges } from './devices/device-changes.js';
@@ -137,6 +138,7 @@ export async function buildApp(
     maxFutureSkewSeconds: config.maxFutureSkewSeconds,
     ingestAuth: config.ingestAuth,
     metrics,
+    bulkStore: bulkStoreOf(database),
   });
   const counts = countsStore(sharedRedis(app, config, lifecycle));
   await app.register(authRoutes, { db, tokens, auth, rateLimits: config.rateLimits, counts });

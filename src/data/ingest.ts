@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
+import { type BulkStore, COPY_FROM_READINGS } from '../db/copy-readings.js';
 import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
 import { type Alongside, type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { Database, EpochMs } from '../db/tables.js';
@@ -53,18 +54,23 @@ export interface IngestOptions {
   maxFutureSkewSeconds: number;
   ingestAuth: 'open' | 'token';
   metrics: Metrics;
+  /** Large writes (imports, big batches) through COPY, on PostgreSQL (db/copy-readings.ts). */
+  bulkStore?: BulkStore;
 }
 
 export function createIngest(
   db: Kysely<Database>,
   engine: Engine,
-  { devices, maxFutureSkewSeconds, ingestAuth, metrics }: IngestOptions,
+  { devices, maxFutureSkewSeconds, ingestAuth, metrics, bulkStore }: IngestOptions,
 ): Ingest {
   const store = readingStore(db, engine);
   const keys = new IdempotencyKeys(db, engine);
   const writer = new ReadingWriter(store, metrics, keys);
   const insert = async (rows: ReadingRow[], path: IngestPath, alongside?: Alongside) => {
-    const stored = await store.insert(rows, undefined, alongside);
+    const stored =
+      bulkStore && rows.length >= COPY_FROM_READINGS
+        ? await bulkStore(rows, alongside)
+        : await store.insert(rows, undefined, alongside);
     metrics.readingsStored.inc({ path }, stored.ids.length);
     metrics.minuteRollupsMerged.inc(stored.minuteRollups);
     return stored.ids;

@@ -6,6 +6,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type ExportFormat, exportReadings } from '../../data/export.js';
 import { type ImportFormat, importReadings } from '../../data/import.js';
 import { createIngest } from '../../data/ingest.js';
+import { bulkStoreOf } from '../../db/copy-readings.js';
 import { primaryReads } from '../../db/read-replicas.js';
 import { KnownDevices } from '../../devices/known-devices.js';
 import { parseDateRange } from '../../http/dates.js';
@@ -39,12 +40,14 @@ export function importCommand(program: Command): void {
       const format = options.format ?? formatByExtension[extname(file).toLowerCase()];
       if (!format) throw usageError(`cannot tell the format of ${file}: add --format csv or --format ndjson`);
       const size = file === '-' ? 0 : statSync(file).size;
-      const report = await withDatabase(async ({ db, engine }, config) => {
+      const report = await withDatabase(async (database, config) => {
+        const { db, engine } = database;
         const ingest = createIngest(db, engine, {
           devices: new KnownDevices(db, async () => {}),
           maxFutureSkewSeconds: config.maxFutureSkewSeconds,
           ingestAuth: 'open',
           metrics: createMetrics(),
+          bulkStore: bulkStoreOf(database),
         });
         const progress = startProgress('import', size, 'bytes');
         let read = 0;
