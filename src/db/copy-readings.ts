@@ -41,6 +41,9 @@ export function bulkStoreOf({ db, pool }: OpenedDatabase): BulkStore | undefined
  * moved into `data` in input order (so the ids, which grow in insertion order within one statement,
  * line up with the input) and rolled up per device and minute into `reading_minutes` from the same
  * table, in SQL. COPY parses text rows far cheaper than a statement binds arrays of parameters.
+ * Measured per chunk of 5,000 (shared machine): create 6 ms, COPY 17, insert ... select 103 (the
+ * indexes and foreign key of `data`), rollups 26, commit 7. Copying straight into `data` instead
+ * (ids reserved with nextval first, rollups from `id = any(ids)`) took 261 ms against these 158.
  */
 export function copyReadings(db: Kysely<Database>, pool: pg.Pool): BulkStore {
   const incoming = sql.table(INCOMING);
