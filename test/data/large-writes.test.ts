@@ -87,4 +87,26 @@ onEachEngine('large batches and imports', (h) => {
       xs.reduce((sum, x) => sum + x, 0),
     );
   });
+
+  it('stores nothing of a large batch whose device was deleted behind its back, and answers 404', async () => {
+    const kept = await h.createDevice();
+    const deleted = await h.createDevice();
+    const known = await h.post('/data/', [
+      { device_id: kept, x: 1, y: 1, z: 1 },
+      { device_id: deleted, x: 1, y: 1, z: 1 },
+    ]);
+    assert.equal(known.statusCode, 200, known.body);
+    // The service still knows the device (its cache) when the insert reaches the foreign key.
+    await h.db.deleteFrom('devices').where('id', '=', deleted).execute();
+    const readings = Array.from({ length: BATCH }, (_, i) => ({
+      device_id: i === BATCH - 1 ? deleted : kept,
+      x: i,
+      y: 0,
+      z: 0,
+    }));
+    const response = await h.post('/data/', readings);
+    assert.equal(response.statusCode, 404, response.body);
+    assert.deepEqual(response.json(), { detail: 'A device of this batch was deleted while it was stored' });
+    assert.deepEqual(await xInIdOrder(h, kept), [1]);
+  });
 });
