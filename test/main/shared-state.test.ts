@@ -133,6 +133,21 @@ describe('two API processes on one PostgreSQL and one Redis', {
     assert.equal((await ingest(second, String(rotated.body.ingest_token))).status, 200);
   });
 
-  // Idempotency-Key retried on the other process stores nothing twice: added here by the lead once
-  // issue 11's branch (the keys in the database) has landed.
+  it('stores once a large keyed batch retried through the other process', async () => {
+    const { token } = await signUp(first);
+    const device = await send(first, 'POST /device/', { json: { name: 'retried' }, headers: bearer(token) });
+    const deviceId = device.body.id as number;
+    // 2,500 readings: PostgreSQL's COPY path, which records the key in the same transaction.
+    const batch = Array.from({ length: 2500 }, (_, i) => ({ device_id: deviceId, x: i, y: 0, z: 0 }));
+    const headers = { 'x-device-token': String(device.body.ingest_token), 'idempotency-key': 'batch-1' };
+    const sent = await send(first, 'POST /data/', { json: batch, headers });
+    assert.equal(sent.status, 200);
+    const retried = await send(second, 'POST /data/', { json: batch, headers });
+    assert.deepEqual(retried, sent);
+    const changed = await send(second, 'POST /data/', { json: batch.slice(1), headers });
+    assert.equal(changed.status, 409);
+    const statistics = await send(second, `GET /analyze_statistics/?device_id=${deviceId}&attr=x`);
+    assert.equal(statistics.body.count, batch.length);
+    assert.equal(statistics.body.sum, (batch.length * (batch.length - 1)) / 2);
+  });
 });
