@@ -124,34 +124,33 @@ onEachEngine('Idempotency-Key on writes of readings', (h: Harness) => {
     assert.deepEqual(await stored(h, own), { xs: [4], count: 1 });
   });
 
-  // Several processes share one PostgreSQL database (SQLite is one process's).
-  it('stores once what two processes are sent in parallel under one key', {
-    skip: h.engine === 'sqlite',
-  }, async () => {
-    const own = await h.createDevice();
-    const database = openDatabase(h.databaseUrl, 'server');
-    const other = await buildApp(testConfig(h.databaseUrl), database);
-    try {
-      const key = newKey();
-      const batch = [1, 2].map((x) => ({ device_id: own, x, y: 0, z: 0 }));
-      const request = {
-        method: 'POST' as const,
-        url: '/data/',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        payload: JSON.stringify(batch),
-      };
-      const answers = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? h.inject(request) : other.inject(request))),
-      );
-      for (const answer of answers) assert.equal(answer.statusCode, 200, answer.body);
-      assert.equal(answers.filter((a) => a.headers['idempotent-replayed'] === undefined).length, 1);
-      for (const answer of answers) assert.deepEqual(answer.json(), answers[0]?.json());
-      assert.deepEqual(await stored(h, own), { xs: [1, 2], count: 2 });
-    } finally {
-      await other.close();
-      await database.close();
-    }
-  });
+  // Several processes share one PostgreSQL database; SQLite is one process's, so there is nothing to test.
+  if (h.engine === 'postgres')
+    it('stores once what two processes are sent in parallel under one key', async () => {
+      const own = await h.createDevice();
+      const database = openDatabase(h.databaseUrl, 'server');
+      const other = await buildApp(testConfig(h.databaseUrl), database);
+      try {
+        const key = newKey();
+        const batch = [1, 2].map((x) => ({ device_id: own, x, y: 0, z: 0 }));
+        const request = {
+          method: 'POST' as const,
+          url: '/data/',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          payload: JSON.stringify(batch),
+        };
+        const answers = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? h.inject(request) : other.inject(request))),
+        );
+        for (const answer of answers) assert.equal(answer.statusCode, 200, answer.body);
+        assert.equal(answers.filter((a) => a.headers['idempotent-replayed'] === undefined).length, 1);
+        for (const answer of answers) assert.deepEqual(answer.json(), answers[0]?.json());
+        assert.deepEqual(await stored(h, own), { xs: [1, 2], count: 2 });
+      } finally {
+        await other.close();
+        await database.close();
+      }
+    });
 
   it('refuses a malformed key with a 422 naming the header', async () => {
     const before = await h.countReadings();
