@@ -1,7 +1,7 @@
 /**
  * npm run bench:copy: imports on PostgreSQL, today's statement (one prepared INSERT ... unnest chained
- * to the minute-rollup upsert, src/db/reading-store.ts) against COPY into a temporary table, then
- * INSERT ... SELECT and the rollup upsert in the same transaction (src/db/copy-readings.ts). Both store
+ * to the minute-rollup upsert, src/data/reading-store.ts) against COPY into a temporary table, then
+ * INSERT ... SELECT and the rollup upsert in the same transaction (src/data/copy-readings.ts). Both store
  * the readings in chunks of 5,000, as `POST /data/import` and `statistics import` do, on a fresh
  * database with 100 devices, readings 100 ms apart (6 per device and minute). For each size of
  * BENCH_SIZES (100000,1000000) the two paths alternate over BENCH_ROUNDS (3) rounds, the tables
@@ -12,10 +12,10 @@
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { copyReadings } from '../src/db/copy-readings.js';
+import { copyReadings } from '../src/data/copy-readings.js';
+import { type ReadingRow, readingStore } from '../src/data/reading-store.js';
 import { openDatabase } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { type ReadingRow, readingStore } from '../src/db/reading-store.js';
 
 const adminUrl = process.env.BENCH_DATABASE_URL;
 if (!adminUrl) {

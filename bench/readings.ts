@@ -137,7 +137,7 @@ export const REBUILD_MINUTE_ROLLUPS = [
 ];
 
 /**
- * Readings summed up per device and UTC minute, in key order, as src/db/reading-store.ts does before
+ * Readings summed up per device and UTC minute, in key order, as src/data/reading-store.ts does before
  * each insert: rows of reading_minutes' columns (device_id, minute, readings, then min, max and sum
  * of x, y and z).
  */

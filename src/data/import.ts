@@ -1,11 +1,11 @@
 import type { Readable } from 'node:stream';
 import { isForeignKeyViolation } from '../db/dialect.js';
-import type { ReadingRow } from '../db/reading-store.js';
 import { DomainError } from '../http/errors.js';
 import { compileBodyValidator, toValidationIssues } from '../http/validation.js';
 import type { KeyName } from './idempotency.js';
 import type { Ingest } from './ingest.js';
 import { readLines } from './lines.js';
+import type { ReadingRow } from './reading-store.js';
 import { type ImportReport, ReadingCreate } from './schemas.js';
 
 export type ImportFormat = 'csv' | 'ndjson';

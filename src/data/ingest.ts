@@ -1,15 +1,15 @@
 import type { FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import { type BulkStore, COPY_FROM_READINGS } from '../db/copy-readings.js';
 import { type Engine, isForeignKeyViolation } from '../db/dialect.js';
-import { type Alongside, type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import { INGEST_TOKEN_HEADER } from '../devices/ingest-tokens.js';
 import type { KnownDevices } from '../devices/known-devices.js';
 import { toIsoString } from '../http/dates.js';
 import { DomainError, notFound, RequestValidationError, type ValidationIssue } from '../http/errors.js';
 import type { IngestPath, Metrics } from '../metrics/metrics.js';
+import { type BulkStore, COPY_FROM_READINGS } from './copy-readings.js';
 import { IdempotencyKeys, type KeyUse } from './idempotency.js';
+import { type Alongside, type ReadingRow, readingStore } from './reading-store.js';
 import { ReadingWriter } from './reading-writer.js';
 import type { BatchResult, Reading, ReadingCreate } from './schemas.js';
 
@@ -54,7 +54,7 @@ export interface IngestOptions {
   maxFutureSkewSeconds: number;
   ingestAuth: 'open' | 'token';
   metrics: Metrics;
-  /** Large writes (imports, big batches) through COPY, on PostgreSQL (db/copy-readings.ts). */
+  /** Large writes (imports, big batches) through COPY, on PostgreSQL (copy-readings.ts). */
   bulkStore?: BulkStore;
 }
 

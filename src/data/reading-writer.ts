@@ -1,8 +1,8 @@
 import { isForeignKeyViolation, isUniqueViolation } from '../db/dialect.js';
-import type { Alongside, ReadingRow, ReadingStore } from '../db/reading-store.js';
 import { notFound } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { IdempotencyKeys, KeyUse } from './idempotency.js';
+import type { Alongside, ReadingRow, ReadingStore } from './reading-store.js';
 
 /** The idempotency key of a reading's request, and its answer once the reading's id is known. */
 export interface KeyedAnswer {

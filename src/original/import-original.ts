@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
+import { type ReadingRow, readingStore } from '../data/reading-store.js';
 import type { OpenedDatabase } from '../db/database.js';
 import { moveIdSequencePast } from '../db/dialect.js';
-import { type ReadingRow, readingStore } from '../db/reading-store.js';
 import type { DevicesTable, EpochMs, UsersTable } from '../db/tables.js';
 import { LocalTimes } from './local-time.js';
 import {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 
-// Large enough for PostgreSQL's COPY path (src/db/copy-readings.ts, from 2,000 readings); SQLite takes
+// Large enough for PostgreSQL's COPY path (src/data/copy-readings.ts, from 2,000 readings); SQLite takes
 // its one statement. The import's chunks of 5,000 leave a last one of 2,000.
 const BATCH = 2500;
 const IMPORT_LINES = 12_000;

@@ -8,7 +8,7 @@ import { type Engine, engineOf } from '../dialect.js';
  * and gets its rollups as JSON, which has no Infinity); either way the series answers no mean.
  *
  * A migration never changes once it has run somewhere, so its backfill is written out here rather
- * than borrowed from the write path (db/reading-store.ts), which moves on with later migrations.
+ * than borrowed from the write path (data/reading-store.ts), which moves on with later migrations.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   const engine = engineOf(db);

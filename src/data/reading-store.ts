@@ -1,7 +1,7 @@
 import { type CompiledQuery, type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable, type TableRow } from './dialect.js';
-import { type Late, prepare } from './prepared.js';
-import type { Database, EpochMs } from './tables.js';
+import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable, type TableRow } from '../db/dialect.js';
+import { type Late, prepare } from '../db/prepared.js';
+import type { Database, EpochMs } from '../db/tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
 export interface ReadingRow {

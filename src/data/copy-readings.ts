@@ -3,7 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { type Kysely, sql } from 'kysely';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { OpenedDatabase } from './database.js';
+import type { OpenedDatabase } from '../db/database.js';
+import type { Database } from '../db/tables.js';
 import {
   type Alongside,
   minuteRollupsOf,
@@ -11,7 +12,6 @@ import {
   type StoredReadings,
   upsertMinuteRollups,
 } from './reading-store.js';
-import type { Database } from './tables.js';
 
 /**
  * Stores many readings with their minute rollups, atomically; answers their ids in input order.
