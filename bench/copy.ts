@@ -11,11 +11,12 @@
  */
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import { copyReadings } from '../src/data/copy-readings.js';
 import { type ReadingRow, readingStore } from '../src/data/reading-store.js';
 import { openDatabase } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
+import { adminQuery } from './admin.js';
 
 const adminUrl = process.env.BENCH_DATABASE_URL;
 if (!adminUrl) {
@@ -30,15 +31,7 @@ const CHUNK = Number(process.env.BENCH_CHUNK ?? 5000);
 const DEVICES = 100;
 const START = Date.UTC(2026, 0, 1);
 
-async function admin(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
+const admin = (text: string) => adminQuery(adminUrl, text);
 
 function readings(count: number, deviceIds: number[]): ReadingRow[] {
   let seed = 42;

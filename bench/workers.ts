@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { adminQuery } from './admin.js';
 import { createDevice } from './api.js';
 import { freePort, runVisible, startChild, stopAllChildren, stopChild, waitUntilReady } from './processes.js';
 import { checkWrk, runWrk, writeWrkScript } from './wrk.js';
@@ -23,15 +23,7 @@ const warmupSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 const CONNECTIONS = 32;
 const THREADS = 2;
 
-async function admin(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
+const admin = (text: string) => adminQuery(adminUrl as string, text);
 
 async function oneRun(workers: number, dir: string): Promise<{ rps: number; p99: number }> {
   const name = `statistics_bench_workers_${process.pid}_${workers}`;
