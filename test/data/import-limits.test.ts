@@ -47,16 +47,9 @@ onEachEngine('import: linear-time parsing', (h: Harness) => {
   });
 
   it('rejects the lines of a device deleted during the import and stores the rest (no 500)', async () => {
-    const kept = await h.createDevice();
-    const deleted = await h.createDevice();
-    // Both devices are known to the service (checked once, then remembered)...
-    const first = await h.post('/data/', [
-      { device_id: kept, x: 1, y: 1, z: 1 },
-      { device_id: deleted, x: 1, y: 1, z: 1 },
-    ]);
-    assert.equal(first.statusCode, 200, first.body);
-    // ...when one is deleted between the import's check and its insert (here: behind its back).
-    await h.db.deleteFrom('devices').where('id', '=', deleted).execute();
+    // Both devices known to the service (checked once, then remembered) when one is deleted between
+    // the import's check and its insert.
+    const { kept, deleted } = await h.devicesWithOneDeletedBehindTheCache();
     const response = await h.inject({
       method: 'POST',
       url: '/data/import',

@@ -144,12 +144,7 @@ onEachEngine('ingest: batches, device timestamps, group commit', (h: Harness) =>
   });
 
   it('stores nothing of a batch whose device vanished after the check, and refuses only its single readings', async () => {
-    const kept = await h.createDevice();
-    const doomed = await h.createDevice();
-    // Both known to the service now: their next readings skip the device lookup.
-    assert.equal((await h.post('/data/', [reading(kept, 1), reading(doomed, 1)])).statusCode, 200);
-    // Deleted behind the service's back, as another process would: the insert itself must refuse it.
-    await h.db.deleteFrom('devices').where('id', '=', doomed).execute();
+    const { kept, deleted: doomed } = await h.devicesWithOneDeletedBehindTheCache();
     const before = await h.countReadings();
     const batch = await h.post('/data/', [reading(kept, 2), reading(doomed, 3)]);
     assert.equal(batch.statusCode, 404, batch.body);

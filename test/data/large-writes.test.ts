@@ -89,15 +89,8 @@ onEachEngine('large batches and imports', (h) => {
   });
 
   it('stores nothing of a large batch whose device was deleted behind its back, and answers 404', async () => {
-    const kept = await h.createDevice();
-    const deleted = await h.createDevice();
-    const known = await h.post('/data/', [
-      { device_id: kept, x: 1, y: 1, z: 1 },
-      { device_id: deleted, x: 1, y: 1, z: 1 },
-    ]);
-    assert.equal(known.statusCode, 200, known.body);
     // The service still knows the device (its cache) when the insert reaches the foreign key.
-    await h.db.deleteFrom('devices').where('id', '=', deleted).execute();
+    const { kept, deleted } = await h.devicesWithOneDeletedBehindTheCache();
     const readings = Array.from({ length: BATCH }, (_, i) => ({
       device_id: i === BATCH - 1 ? deleted : kept,
       x: i,

@@ -154,6 +154,23 @@ export class Harness {
     return response.json().id;
   }
 
+  /**
+   * Two devices the service knows (a reading of each stored, so their next readings skip the device
+   * look-up), then `deleted` removed behind the service's back, as another process would: the insert
+   * itself must refuse its readings.
+   */
+  async devicesWithOneDeletedBehindTheCache(): Promise<{ kept: number; deleted: number }> {
+    const kept = await this.createDevice();
+    const deleted = await this.createDevice();
+    const known = await this.post('/data/', [
+      { device_id: kept, x: 1, y: 1, z: 1 },
+      { device_id: deleted, x: 1, y: 1, z: 1 },
+    ]);
+    if (known.statusCode !== 200) throw new Error(`readings failed: ${known.body}`);
+    await this.db.deleteFrom('devices').where('id', '=', deleted).execute();
+    return { kept, deleted };
+  }
+
   async countRows(table: 'data' | 'devices' | 'users'): Promise<number> {
     const row = await this.db
       .selectFrom(table)
