@@ -84,7 +84,7 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
         );
         return answer;
       };
-      const name = idempotencyKeyOf(request, ingestAuth);
+      const name = idempotencyKeyOf(request, token, ingestAuth);
       if (!name) return shaped(await store());
       const write = { ...name, fingerprint: fingerprintOf('POST', '/data/', name.scope, body) };
       const { body: answer, replayed } = await ingest.keys.once(

@@ -113,8 +113,9 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
         lines.destroy(Object.assign(new Error('no bytes within the idle timeout'), { code: IDLE }));
       });
       try {
-        const name = idempotencyKeyOf(request, ingestAuth);
-        if (!name) return await importReadings(ingest, lines, format, deviceToken(request));
+        const token = deviceToken(request);
+        const name = idempotencyKeyOf(request, token, ingestAuth);
+        if (!name) return await importReadings(ingest, lines, format, token);
         // The fingerprint of an import: its format and the digest of its bytes, read as they stream.
         const digest = createHash('sha256');
         body.on('data', (bytes: Buffer) => digest.update(bytes));
@@ -127,7 +128,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
             for await (const _ of lines);
             return fingerprint();
           },
-          () => importReadings(ingest, lines, format, deviceToken(request), { name, fingerprint }),
+          () => importReadings(ingest, lines, format, token, { name, fingerprint }),
           { whileRunning: 'refuse' },
         );
         if (replayed) reply.header(IDEMPOTENT_REPLAYED, 'true');
