@@ -183,7 +183,7 @@ function sharedRedis(app: FastifyInstance, config: Config, lifecycle: Lifecycle)
   lifecycle.addCheck('redis', async () => redisReady(client), { informational: true });
   app.addHook('onReady', () => firstConnection(client));
   app.addHook('onClose', () => closeRedis(client));
-  return { client, settings: config.redis };
+  return { client, keyPrefix: config.redis.keyPrefix };
 }
 
 /**

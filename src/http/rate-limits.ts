@@ -6,7 +6,6 @@ import {
   RateLimiterRedis,
   RateLimiterRes,
 } from 'rate-limiter-flexible';
-import type { RedisSettings } from '../redis/redis-client.js';
 import { DomainError } from './errors.js';
 
 /** Makes the counter of one limit. */
@@ -21,13 +20,13 @@ export type CountsStore = (options: IRateLimiterOptions) => RateLimiterAbstract;
  * limiter): the limits then hold per process, which is looser by the number of processes but neither
  * refuses every login (closing on failure) nor lets every attempt through (opening on failure).
  */
-export function countsStore(redis?: { client: Redis; settings: RedisSettings }): CountsStore {
+export function countsStore(redis?: { client: Redis; keyPrefix: string }): CountsStore {
   if (!redis) return (options) => new RateLimiterMemory(options);
   return (options) =>
     new RateLimiterRedis({
       ...options,
       storeClient: redis.client,
-      keyPrefix: `${redis.settings.keyPrefix}rate-limit:${options.keyPrefix}`,
+      keyPrefix: `${redis.keyPrefix}rate-limit:${options.keyPrefix}`,
       rejectIfRedisNotReady: true,
       insuranceLimiter: new RateLimiterMemory(options),
     });
