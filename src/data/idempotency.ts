@@ -101,7 +101,9 @@ export class IdempotencyKeys {
    * transaction, storing nothing, and the record is read then), which spares every first request a
    * read; `overwrite` writes over any earlier record (an MQTT first delivery). A write of the same
    * key still running in this process is waited for, or refused (a 409) `whileRunning: 'refuse'` (an
-   * import, which may run for long).
+   * import, which may run for long). `otherFingerprint: 'overwrite'` runs the write when the record
+   * holds another fingerprint, and writes over it (an MQTT redelivery whose packet id an older message
+   * had), where the default is a 409.
    */
   async once<T>(
     name: KeyName,
@@ -110,7 +112,12 @@ export class IdempotencyKeys {
     {
       first = 'look-up',
       whileRunning = 'wait',
-    }: { first?: 'look-up' | 'insert' | 'overwrite'; whileRunning?: 'wait' | 'refuse' } = {},
+      otherFingerprint = 'conflict',
+    }: {
+      first?: 'look-up' | 'insert' | 'overwrite';
+      whileRunning?: 'wait' | 'refuse';
+      otherFingerprint?: 'conflict' | 'overwrite';
+    } = {},
   ): Promise<Outcome<T>> {
     await this.#sweepWhenDue();
     const id = `${name.scope}\n${name.key}`;
@@ -121,8 +128,8 @@ export class IdempotencyKeys {
     for (;;) {
       const running = this.#running.get(id);
       if (running) {
-        if (known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known)
-          throw keyReused();
+        const reused = known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known;
+        if (reused && otherFingerprint === 'conflict') throw keyReused();
         if (whileRunning === 'refuse')
           throw new DomainError(
             'IDEMPOTENCY_KEY_CONFLICT',
@@ -140,11 +147,12 @@ export class IdempotencyKeys {
       this.#running.set(id, { fingerprint: known, done });
       try {
         const stored = lookUp ? await this.#find(name) : undefined;
-        if (stored)
-          return {
-            body: replay(stored, known ?? (await (fingerprint as () => Promise<string>)())) as T,
-            replayed: true,
-          };
+        if (stored) {
+          const sent = known ?? (await (fingerprint as () => Promise<string>)());
+          if (stored.fingerprint === sent || otherFingerprint === 'conflict')
+            return { body: replay(stored, sent) as T, replayed: true };
+          mode = 'overwritten';
+        }
         return { body: await work(mode), replayed: false };
       } catch (error) {
         // The key was recorded meanwhile (by another process, or before when not looked up), and this

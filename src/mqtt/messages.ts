@@ -110,21 +110,31 @@ const where = (body: unknown, index: number) => (Array.isArray(body) ? `${index}
 
 /**
  * What the idempotency keys (data/idempotency.ts, scope `mqtt`) name a delivery by. A publisher that
- * sets MQTT 5 correlation data names its message end to end, so its own retries are caught too.
- * Otherwise the broker's packet id names a delivery only within this session and is reused once
- * acknowledged: an earlier delivery with the same id and payload means "already stored" only when the
- * broker marks the packet as a redelivery (DUP); a first delivery records its key over any older one.
- * Keys are digests, so that long correlation data or client ids fit the key column.
+ * sets MQTT 5 correlation data names its message end to end, so its own retries are caught too, and
+ * the same correlation data with another payload is refused.
+ * Otherwise the broker's packet id names a delivery only within this session, and is reused once
+ * acknowledged, so there is one key per packet id (at most 65,535 rows for the session, each written
+ * over): a first delivery records its key over the older message's; a redelivery (DUP) with the same
+ * payload as the recorded one was stored already, and one with another payload was not (its first
+ * delivery never committed), so it is stored and its key written over.
+ * QoS 0 messages are never redelivered and have no key. Keys are digests, so that long correlation
+ * data or client ids fit the key column.
  */
 export interface DeliveryKey {
   key: string;
-  /** Whether an earlier delivery with this key means "already stored" (false: record it, check nothing). */
+  /** Whether an earlier delivery with this key may mean "already stored" (false: record it, check nothing). */
   mayRepeat: boolean;
-  /** The SHA-256 of the topic and payload: the same correlation data with another payload is refused. */
+  /** What an earlier record of this key with another payload means: a reuse to refuse, or another message. */
+  otherPayload: 'refuse' | 'store';
+  /** The SHA-256 of the topic and payload. */
   fingerprint: string;
 }
 
-export function deliveryKey(packet: IPublishPacket, deviceId: number, clientId: string): DeliveryKey {
+export function deliveryKey(
+  packet: IPublishPacket,
+  deviceId: number,
+  clientId: string,
+): DeliveryKey | undefined {
   const digest = (...parts: (string | Buffer)[]) => {
     const hash = createHash('sha256');
     for (const part of parts) hash.update(part).update('\n');
@@ -134,10 +144,18 @@ export function deliveryKey(packet: IPublishPacket, deviceId: number, clientId: 
   const fingerprint = digest(packet.topic, payload);
   const correlation = packet.properties?.correlationData;
   if (correlation !== undefined && correlation.length > 0)
-    return { key: `correlation:${digest(String(deviceId), correlation)}`, mayRepeat: true, fingerprint };
+    return {
+      key: `correlation:${digest(String(deviceId), correlation)}`,
+      mayRepeat: true,
+      otherPayload: 'refuse',
+      fingerprint,
+    };
+  // Only QoS 1 and 2 packets carry an id (Acknowledgements marks QoS 1 ones QoS 0 for mqtt.js).
+  if (packet.messageId === undefined) return undefined;
   return {
-    key: `delivery:${digest(clientId, String(packet.messageId), fingerprint)}`,
+    key: `delivery:${digest(clientId, String(packet.messageId))}`,
     mayRepeat: packet.dup,
+    otherPayload: 'store',
     fingerprint,
   };
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { MqttSettings } from '../config.js';
-import type { KeyMode } from '../data/idempotency.js';
+import type { KeyUse } from '../data/idempotency.js';
 import { BROKER_AUTHENTICATED, type Ingest } from '../data/ingest.js';
 import { DomainError, RequestValidationError } from '../http/errors.js';
 import { type Acknowledge, Acknowledgements, UNACKNOWLEDGED } from './acknowledgements.js';
@@ -213,24 +213,36 @@ export class MqttSubscriber {
    * Stores the message (all its readings or none), trying again while the database fails; answers
    * 'stored', 'redelivered' when an earlier delivery stored it (its idempotency key was recorded in the
    * same transaction as its readings), why it was refused, or 'stopped' when the service stopped first.
+   * A QoS 0 message has no key: one whose commit succeeded but was reported failed is stored twice, a
+   * rare duplicate that spares every QoS 0 message a key row.
    */
   async #store(
     message: DeviceMessage,
-    delivery: DeliveryKey,
+    delivery: DeliveryKey | undefined,
   ): Promise<'stored' | 'redelivered' | Refusal | 'stopped'> {
     const { ingest, metrics, log } = this.options;
     const credential = this.options.settings.deviceAuth === 'broker' ? BROKER_AUTHENTICATED : undefined;
-    const write = { scope: MQTT_SCOPE, key: delivery.key, fingerprint: delivery.fingerprint };
-    const store = (mode: KeyMode): Promise<unknown> =>
+    const store = (key?: KeyUse): Promise<unknown> =>
       Array.isArray(message.readings)
-        ? ingest.batch(message.readings, credential, { write, mode })
-        : ingest.one(message.readings, credential, { write, mode });
+        ? ingest.batch(message.readings, credential, key)
+        : ingest.one(message.readings, credential, key);
     // After a failed attempt the key is looked up: the commit may have happened without its answer.
-    for (let wait = RETRY_FIRST_MS, lookUp = delivery.mayRepeat; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+    for (let wait = RETRY_FIRST_MS, lookUp = delivery?.mayRepeat; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
       try {
-        const { replayed } = await ingest.keys.once(write, write.fingerprint, store, {
-          first: lookUp ? 'look-up' : 'overwrite',
-        });
+        if (delivery === undefined) {
+          await store();
+          return 'stored';
+        }
+        const write = { scope: MQTT_SCOPE, key: delivery.key, fingerprint: delivery.fingerprint };
+        const { replayed } = await ingest.keys.once(
+          write,
+          write.fingerprint,
+          (mode) => store({ write, mode }),
+          {
+            first: lookUp ? 'look-up' : 'overwrite',
+            otherFingerprint: delivery.otherPayload === 'store' ? 'overwrite' : 'conflict',
+          },
+        );
         return replayed ? 'redelivered' : 'stored';
       } catch (error) {
         const refusal = refusalOf(error, message.deviceId);
