@@ -128,7 +128,8 @@ export class IdempotencyKeys {
     for (;;) {
       const running = this.#running.get(id);
       if (running) {
-        const reused = known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known;
+        const reused =
+          known !== undefined && running.fingerprint !== undefined && running.fingerprint !== known;
         if (reused && otherFingerprint === 'conflict') throw keyReused();
         if (whileRunning === 'refuse')
           throw new DomainError(
