@@ -32,12 +32,18 @@ interface CpuProfile {
  * The `count` functions with the most self time in a `node --cpu-prof` profile. Functions are keyed by
  * name and place, so one function reached through many call paths is counted once; V8's own entries
  * ((idle), (garbage collector), (program)) stay, as their share says as much as any function's.
- * `lastSeconds` keeps only the samples of the profile's last seconds: the load, not the start-up.
+ * `lastSeconds` keeps only the samples of the profile's last seconds: the load, not the start-up;
+ * `stopSeconds` leaves out that many seconds at the very end, the process's own stop (closing the
+ * database checkpoints the WAL, which would otherwise rank among the functions of the load).
  */
 export function summarizeProfile(
   path: string,
   root: string,
-  { count = 10, lastSeconds = Number.POSITIVE_INFINITY }: { count?: number; lastSeconds?: number } = {},
+  {
+    count = 10,
+    lastSeconds = Number.POSITIVE_INFINITY,
+    stopSeconds = 0,
+  }: { count?: number; lastSeconds?: number; stopSeconds?: number } = {},
 ): ProfileSummary {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const keyOf = new Map<number, { function: string; location: string }>();
@@ -51,12 +57,13 @@ export function summarizeProfile(
   }
   const selfUs = new Map<string, { function: string; location: string; us: number }>();
   let totalUs = 0;
-  const from = profile.endTime - lastSeconds * 1e6;
+  const until = profile.endTime - stopSeconds * 1e6;
+  const from = until - lastSeconds * 1e6;
   let at = profile.startTime;
   profile.samples.forEach((nodeId, i) => {
     const delta = profile.timeDeltas[i] ?? 0;
     at += delta;
-    if (at < from) return;
+    if (at < from || at > until) return;
     totalUs += delta;
     const key = keyOf.get(nodeId);
     if (!key) return;

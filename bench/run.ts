@@ -599,14 +599,19 @@ async function profileSingleReadings(
   mkdirSync(dir, { recursive: true });
   log(`${raw.engine}: single readings again, 10 connections, on a server under node --cpu-prof`);
   const { child, base } = await startServer(raw, dataDir, {}, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  let stopping = performance.now();
   try {
     await load(`${base}/data/`, script, 10, `${raw.engine} single, 10 conn, profiled`);
+    stopping = performance.now();
   } finally {
     await stopChild(child, 30_000);
   }
   const file = mainThreadProfile(dir);
   if (!file) throw new Error(`node --cpu-prof wrote no profile of the main thread into ${dir}`);
-  return summarizeProfile(file, ROOT, { lastSeconds: settings.warmupSeconds + settings.seconds + 1 });
+  return summarizeProfile(file, ROOT, {
+    lastSeconds: settings.warmupSeconds + settings.seconds + 1,
+    stopSeconds: (performance.now() - stopping) / 1000,
+  });
 }
 
 async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Promise<EngineResult> {
