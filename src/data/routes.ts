@@ -21,6 +21,8 @@ import {
   ReplayedHeader,
 } from './schemas.js';
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
 export interface DataRoutesOptions {
   /** Where the list reads (a replica when one is fit). */
   reads: Reads;
@@ -77,11 +79,12 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
       const token = deviceToken(request);
       const store = (key?: KeyUse): Promise<Reading | BatchResult> =>
         Array.isArray(body) ? ingest.batch(body, token, key) : ingest.one(body, token, key);
-      // Set once the answer is there: an error has a serializer of its own.
+      // Set once the answer is there: an error has a serializer of its own. Fastify names the type only
+      // of what its default serializer writes, so a serializer of the route's own must name it too.
       const shaped = <T>(answer: T) => {
-        reply.serializer(
-          reply.compileSerializationSchema(Array.isArray(body) ? BatchResult : Reading, '200'),
-        );
+        reply
+          .type(JSON_TYPE)
+          .serializer(reply.compileSerializationSchema(Array.isArray(body) ? BatchResult : Reading, '200'));
         return answer;
       };
       const name = idempotencyKeyOf(request, token, ingestAuth);

@@ -34,6 +34,34 @@ onEachEngine('ingest: batches, device timestamps, group commit', (h: Harness) =>
     );
   });
 
+  it('answers a reading, a batch and a replayed write as JSON, saying so in Content-Type', async () => {
+    // Clients that pick a parser by Content-Type (fetch wrappers, generated clients) need it on every answer.
+    const answers = [
+      await h.post('/data/', reading(device, 7)),
+      await h.post('/data/', [reading(device, 8)]),
+      ...(await keyedTwice(reading(device, 9))),
+    ];
+    for (const response of answers) {
+      assert.equal(response.statusCode, 200, response.body);
+      assert.equal(response.headers['content-type'], 'application/json; charset=utf-8');
+    }
+    assert.equal(answers[3]?.headers['idempotent-replayed'], 'true');
+    assert.equal(answers[3]?.json().id, answers[2]?.json().id);
+  });
+
+  /** The same keyed write sent twice: the first answer, then its replay. */
+  async function keyedTwice(body: unknown) {
+    const send = () =>
+      h.inject({
+        method: 'POST',
+        url: '/data/',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'content-type-check' },
+        payload: JSON.stringify(body),
+      });
+    const first = await send();
+    return [first, await send()];
+  }
+
   it('stores nothing of a batch with a bad item, and names each bad item by index and field', async () => {
     const before = await h.countReadings();
     const batch = [
