@@ -588,7 +588,7 @@ function largeRowsFor(engine: 'sqlite' | 'postgres'): { rows: number; reason: st
  * Where the time of single-reading ingest goes: a server of its own on the same database, under
  * `node --cpu-prof`, through one warm-up and one measured run at 10 connections (a profiled server is
  * slower, so its figures are not reported); the top 10 functions by self time of the event loop's
- * thread, over those runs only (start-up left out).
+ * thread, over the measured run only (start-up, warm-up and stop left out).
  */
 async function profileSingleReadings(
   raw: RawEngine,
@@ -609,7 +609,8 @@ async function profileSingleReadings(
   const file = mainThreadProfile(dir);
   if (!file) throw new Error(`node --cpu-prof wrote no profile of the main thread into ${dir}`);
   return summarizeProfile(file, ROOT, {
-    lastSeconds: settings.warmupSeconds + settings.seconds + 1,
+    // The measured run only: the warm-up compiles the answers' serializers, a cost of the first requests.
+    lastSeconds: settings.seconds,
     stopSeconds: (performance.now() - stopping) / 1000,
   });
 }
@@ -832,7 +833,7 @@ function profileReport(
   return (
     `# Where single-reading ingest spends its time (npm run bench, ${date})\n\n` +
     `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}. Written by bench/run.ts from a server under ` +
-    '`node --cpu-prof` (its warm-up and measured run only); the full figures are in results.json.\n\n' +
+    '`node --cpu-prof` (its measured run only, after a warm-up); the full figures are in results.json.\n\n' +
     `${sections.join('\n')}`
   );
 }
