@@ -7,6 +7,7 @@ import { parseEnv } from 'node:util';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type SettingName, type Settings, settings } from './config/settings.js';
+import type { Retention } from './db/maintenance.js';
 import type { ReadReplicaSettings } from './db/read-replicas.js';
 import type { RedisSettings } from './redis/redis-client.js';
 import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
@@ -29,6 +30,8 @@ export interface Config {
   readonly batchBodyLimitBytes: number;
   readonly maxFutureSkewSeconds: number;
   readonly maxSeriesBuckets: number;
+  /** RETENTION_DAYS and ROLLUP_RETENTION_DAYS, applied by the maintenance job (db/maintenance.ts). */
+  readonly retention: Retention;
   readonly heavyQueries: HeavyQuerySettings;
   readonly statisticsKeys: Settings['STATISTICS_KEYS'];
   readonly corsOrigins: readonly string[];
@@ -109,6 +112,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     batchBodyLimitBytes: value.BATCH_BODY_LIMIT_BYTES,
     maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
     maxSeriesBuckets: value.MAX_SERIES_BUCKETS,
+    retention: retention(value),
     heavyQueries: {
       timeoutMs: value.STATISTICS_TIMEOUT_MS,
       concurrency: value.STATISTICS_CONCURRENCY ?? Math.max(2, availableParallelism()),
@@ -198,6 +202,19 @@ function checkScaleOut(value: Settings, url: string): void {
         'single-process service (WORKERS=1) with MQTT_SHARED_GROUP beside the others',
     );
   }
+}
+
+/** Rollups outlive the readings they sum up: statistics over dropped readings answer from them. */
+function retention(value: Settings): Retention {
+  const readings = value.RETENTION_DAYS;
+  const rollups = value.ROLLUP_RETENTION_DAYS;
+  if (rollups !== undefined && (readings === undefined || rollups < readings)) {
+    throw new ConfigError(
+      `ROLLUP_RETENTION_DAYS=${rollups} must be at least RETENTION_DAYS (${readings ?? 'unset: readings kept forever'}): ` +
+        'the rollups answer for readings already removed, never the other way round',
+    );
+  }
+  return { readingsDays: readings, rollupsDays: rollups };
 }
 
 function mqttSettings(value: Settings): MqttSettings | undefined {

@@ -113,6 +113,23 @@ export const settings = {
     0,
     31_536_000,
   ),
+  RETENTION_DAYS: Type.Integer({
+    description:
+      'Readings older than this many days (whole UTC days) are removed by the hourly maintenance ' +
+      '(PostgreSQL: their daily partitions are dropped; SQLite: deleted in batches); their minute ' +
+      'rollups stay, so statistics over those days still answer count, min, max and mean',
+    minimum: 1,
+    maximum: 36_500,
+    'x-default': 'none (readings are kept forever)',
+  }),
+  ROLLUP_RETENTION_DAYS: Type.Integer({
+    description:
+      'Minute rollups older than this many days (whole UTC months) are removed by the maintenance; ' +
+      'at least RETENTION_DAYS, and needs it set',
+    minimum: 1,
+    maximum: 36_500,
+    'x-default': 'none (rollups are kept forever)',
+  }),
   MAX_SERIES_BUCKETS: wholeNumber('The most buckets one time series may have', 10_000, 1, 1_000_000),
   STATISTICS_TIMEOUT_MS: wholeNumber(
     'The longest a statistics or series query may take from its arrival, waiting included; past it the ' +
