@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/database.js';
+import { type MaintenanceJob, scheduleMaintenance } from './db/maintenance-job.js';
 import { migrateToLatest } from './db/migrate.js';
 import { Lifecycle } from './health/lifecycle.js';
 import { listenForMetrics } from './metrics/routes.js';
@@ -39,6 +40,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   app.addHook('onClose', () => database.close());
   let metricsServer: Server | undefined;
+  let maintenance: MaintenanceJob | undefined;
   try {
     await app.listen({
       host: config.host,
@@ -49,6 +51,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       metricsServer = await listenForMetrics(app.metrics, config.metrics);
     const applied = await migrateToLatest(database.db);
     if (applied.length > 0) app.log.info({ migrations: applied }, 'database migrated');
+    maintenance = scheduleMaintenance(database, config.retention, app.log);
   } catch (error) {
     metricsServer?.close();
     await app.close();
@@ -69,6 +72,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
     try {
       metricsServer?.close();
+      await maintenance?.stop();
       await app.close();
     } finally {
       clearInterval(closeIdle);

@@ -4,6 +4,7 @@ import { DomainError, RequestValidationError } from '../http/errors.js';
 import { backupCommand } from './commands/backup.js';
 import { createSuperuserCommand } from './commands/create-superuser.js';
 import { importOriginalCommand } from './commands/import-original.js';
+import { maintainCommand } from './commands/maintain.js';
 import { migrateCommand } from './commands/migrate.js';
 import { serveCommand } from './commands/serve.js';
 import { exportCommand, importCommand } from './commands/transfer.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   for (const add of [
     serveCommand,
     migrateCommand,
+    maintainCommand,
     createSuperuserCommand,
     importCommand,
     exportCommand,

@@ -65,7 +65,8 @@ export async function maintain(
   return db.connection().execute(async (connection) => {
     const { rows } = await sql<{ locked: boolean }>`
       select pg_try_advisory_lock(${LOCK_KEY}) as locked`.execute(connection);
-    if (!rows[0]?.locked) return { ran: false, created: [], dropped: [], deletedReadings: 0, deletedRollups: 0 };
+    if (!rows[0]?.locked)
+      return { ran: false, created: [], dropped: [], deletedReadings: 0, deletedRollups: 0 };
     try {
       const created = [
         ...(await createAhead(connection, READINGS, now)),

@@ -76,7 +76,11 @@ export async function listPartitions(db: Kysely<Database>, table: string): Promi
  * ... PARTITION OF, leaves inserts running), after moving into it any rows the default partition holds
  * for its range: a reading far ahead in time landed there before its partition existed.
  */
-export async function createAhead(db: Kysely<Database>, spec: PartitionedTable, now: number): Promise<string[]> {
+export async function createAhead(
+  db: Kysely<Database>,
+  spec: PartitionedTable,
+  now: number,
+): Promise<string[]> {
   const existing = await listPartitions(db, spec.table);
   const created: string[] = [];
   let start = spec.period.start(now);

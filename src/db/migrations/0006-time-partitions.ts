@@ -115,7 +115,9 @@ async function partitionMinuteRollups(db: Kysely<unknown>): Promise<void> {
 }
 
 async function hasRows(db: Kysely<unknown>, table: string): Promise<boolean> {
-  const { rows } = await sql<{ any: boolean }>`select exists (select from ${sql.table(table)}) as any`.execute(db);
+  const { rows } = await sql<{
+    any: boolean;
+  }>`select exists (select from ${sql.table(table)}) as any`.execute(db);
   return rows[0]?.any === true;
 }
 
@@ -138,7 +140,8 @@ async function legacyBound(
   if (existing) {
     const bound = /<\s*\(?'?(-?\d+)/.exec(existing.definition)?.[1];
     if (bound === undefined) throw new Error(`${name} is not of the form ${column} < BOUND`);
-    if (!existing.validated) await sql`alter table ${sql.table(table)} validate constraint ${sql.ref(name)}`.execute(db);
+    if (!existing.validated)
+      await sql`alter table ${sql.table(table)} validate constraint ${sql.ref(name)}`.execute(db);
     return Number(bound);
   }
   const { rows } = await sql<{ latest: string }>`

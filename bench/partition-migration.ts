@@ -1,0 +1,71 @@
+/**
+ * npm run bench:partitions: how long migration 0006 (time partitions, PostgreSQL) takes over an existing
+ * database of BENCH_READINGS (1,000,000) readings of 100 devices, one a second, with their minute
+ * rollups, and then how long one maintenance run takes (partitions created ahead, none old enough to
+ * drop). Each round makes a fresh database at 0004, fills it in SQL, and times the two; prints the
+ * median of BENCH_ROUNDS (3). Needs BENCH_DATABASE_URL (a server the bench may create a database on).
+ */
+import { performance } from 'node:perf_hooks';
+import { sql } from 'kysely';
+import { openDatabase } from '../src/db/database.js';
+import { maintain } from '../src/db/maintenance.js';
+import { migrateTo, migrateToLatest } from '../src/db/migrate.js';
+import { adminQuery } from './admin.js';
+
+const adminUrl = process.env.BENCH_DATABASE_URL;
+if (!adminUrl) {
+  console.error(
+    'BENCH_DATABASE_URL=postgres://... is required (a server the bench may create a database on)',
+  );
+  process.exit(2);
+}
+const readings = Number(process.env.BENCH_READINGS ?? 1_000_000);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const DEVICES = 100;
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+const migrations: number[] = [];
+const maintenances: number[] = [];
+for (let round = 0; round < rounds; round++) {
+  const name = `statistics_bench_partitions_${process.pid}`;
+  await adminQuery(adminUrl, `drop database if exists ${name} with (force)`);
+  await adminQuery(adminUrl, `create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const database = openDatabase(url.toString());
+  try {
+    const { db } = database;
+    await migrateTo(db, '0004-idempotency-keys');
+    await sql`insert into devices (name, created_at) select 'bench', 0 from generate_series(1, ${DEVICES})`.execute(
+      db,
+    );
+    // Readings one a second up to now, spread over the devices; their rollups as migration 0003 makes them.
+    await sql`
+      insert into data (device_id, x, y, z, created_at)
+      select 1 + i % ${DEVICES}, random() * 1000, random(), i, ${Date.now()}::bigint - (${readings} - i) * 1000
+      from generate_series(1, ${readings}) as i`.execute(db);
+    await sql`
+      insert into reading_minutes
+      select device_id, created_at - created_at % 60000, count(*), min(x), max(x), sum(x), min(y), max(y), sum(y),
+        min(z), max(z), sum(z)
+      from data group by 1, 2`.execute(db);
+    await sql`vacuum analyze data`.execute(db);
+    let start = performance.now();
+    await migrateToLatest(db);
+    migrations.push(performance.now() - start);
+    start = performance.now();
+    await maintain(database, { readingsDays: undefined, rollupsDays: undefined });
+    maintenances.push(performance.now() - start);
+    const { rows } = await sql<{ count: string }>`select count(*) from data`.execute(db);
+    console.log(
+      `round ${round + 1}: migration ${migrations.at(-1)?.toFixed(0)} ms, maintenance ${maintenances.at(-1)?.toFixed(0)} ms, ${rows[0]?.count} readings kept`,
+    );
+  } finally {
+    await database.close();
+    await adminQuery(adminUrl, `drop database if exists ${name} with (force)`);
+  }
+}
+console.log(
+  `${readings} readings: migration 0006 median ${median(migrations).toFixed(0)} ms, maintenance median ${median(maintenances).toFixed(0)} ms`,
+);
