@@ -55,7 +55,7 @@ for (let round = 0; round < rounds; round++) {
     await migrateToLatest(db);
     migrations.push(performance.now() - start);
     start = performance.now();
-    await maintain(database, { readingsDays: undefined, rollupsDays: undefined });
+    await maintain(db, 'postgres', { readingsDays: undefined, rollupsDays: undefined });
     maintenances.push(performance.now() - start);
     const { rows } = await sql<{ count: string }>`select count(*) from data`.execute(db);
     console.log(

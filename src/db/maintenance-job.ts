@@ -22,7 +22,7 @@ export function scheduleMaintenance(
 ): MaintenanceJob {
   let running: Promise<void> | undefined;
   const run = () => {
-    running ??= maintain(database, retention)
+    running ??= maintain(database.db, database.engine, retention)
       .then(
         (report) => {
           const changed =

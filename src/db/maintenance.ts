@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type Kysely, sql } from 'kysely';
-import type { OpenedDatabase } from './database.js';
+import type { Engine } from './dialect.js';
 import { createAhead, DAYS, dropBefore, MONTHS, type PartitionedTable } from './partitions.js';
 import type { Database } from './tables.js';
 
@@ -23,7 +23,7 @@ const READINGS: PartitionedTable = { table: 'data', column: 'created_at', period
 const ROLLUPS: PartitionedTable = { table: 'reading_minutes', column: 'minute', period: MONTHS, ahead: 2 };
 
 /** pg_try_advisory_lock's key: one maintenance run at a time across every process on the database. */
-const LOCK_KEY = 7_301_306;
+export const MAINTENANCE_LOCK_KEY = 7_301_306;
 /** Rows one delete removes; between two, the event loop (SQLite) and other writers get their turn. */
 const DELETE_BATCH = 2000;
 
@@ -52,7 +52,8 @@ function rollupsRetainedFrom(retention: Retention, now: number): number | undefi
  * pre-partition tables' on PostgreSQL). Deleting readings leaves their minute rollups as they are.
  */
 export async function maintain(
-  { db, engine }: OpenedDatabase,
+  db: Kysely<Database>,
+  engine: Engine,
   retention: Retention,
   now = Date.now(),
 ): Promise<MaintenanceReport> {
@@ -64,7 +65,7 @@ export async function maintain(
   // The advisory lock belongs to a session: everything runs on the one connection that holds it.
   return db.connection().execute(async (connection) => {
     const { rows } = await sql<{ locked: boolean }>`
-      select pg_try_advisory_lock(${LOCK_KEY}) as locked`.execute(connection);
+      select pg_try_advisory_lock(${MAINTENANCE_LOCK_KEY}) as locked`.execute(connection);
     if (!rows[0]?.locked)
       return { ran: false, created: [], dropped: [], deletedReadings: 0, deletedRollups: 0 };
     try {
@@ -78,7 +79,7 @@ export async function maintain(
       ];
       return { ran: true, created, dropped, ...(await deleteExpired(connection, readingsFrom, rollupsFrom)) };
     } finally {
-      await sql`select pg_advisory_unlock(${LOCK_KEY})`.execute(connection);
+      await sql`select pg_advisory_unlock(${MAINTENANCE_LOCK_KEY})`.execute(connection);
     }
   });
 }
