@@ -16,7 +16,9 @@ export function maintainCommand(program: Command): void {
     )
     .option('--json', 'print the report as JSON')
     .action(async (options: { json?: boolean }) => {
-      const report = await withDatabase((database, config) => maintain(database.db, database.engine, config.retention));
+      const report = await withDatabase((database, config) =>
+        maintain(database.db, database.engine, config.retention),
+      );
       if (!report.ran) throw new CliError('another process is running the maintenance; try again later');
       if (options.json) {
         console.log(JSON.stringify(report));
