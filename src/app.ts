@@ -153,7 +153,12 @@ export async function buildApp(
   await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });
   const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads);
   app.addHook('onClose', () => heavy.close());
-  await app.register(statisticsRoutes, { db, heavy, keys: config.statisticsKeys });
+  await app.register(statisticsRoutes, {
+    db,
+    heavy,
+    keys: config.statisticsKeys,
+    retention: config.retention,
+  });
   await app.register(seriesRoutes, { db, reads, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine, lifecycle });
   // With a port of its own, /metrics is never on the API port.

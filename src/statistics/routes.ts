@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
+import { type Retention, readingsRetainedFrom } from '../db/maintenance.js';
 import type { Database } from '../db/tables.js';
-import { parseDateRange } from '../http/dates.js';
+import { parseDateRange, toIsoString } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
 import type { HeavyQueries } from './heavy-runner.js';
@@ -25,6 +26,8 @@ export interface StatisticsRoutesOptions {
   heavy: HeavyQueries;
   /** STATISTICS_KEYS: `original` answers the original service's keys, in its order. */
   keys: 'english' | 'original';
+  /** RETENTION_DAYS: answers over a range that starts before the readings kept say from when they are kept. */
+  retention: Retention;
 }
 
 const description =
@@ -33,20 +36,28 @@ const description =
 
 export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions> = async (
   app,
-  { db, heavy, keys },
+  { db, heavy, keys, retention },
 ) => {
   const Answer = keys === 'original' ? OriginalStatisticsAnswer : StatisticsAnswer;
-  const named = keys === 'original' ? toOriginalKeys : (statistics: Statistics) => statistics;
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);
+    const range = parseDateRange(query);
     const groups = await heavy.run('statistics', {
       attrs,
       percentiles: parsePercentiles(query.percentiles),
       groupByDevice: query.group_by === 'device',
       deviceId: query.device_id,
       ownerId,
-      ...parseDateRange(query),
+      ...range,
     });
+    // The readings before the retention are gone: an answer over a range reaching back there says so.
+    const retainedFrom = readingsRetainedFrom(retention, Date.now());
+    const partial = retainedFrom !== undefined && (range.start === undefined || range.start < retainedFrom);
+    const note = partial ? { readings_retained_from: toIsoString(retainedFrom) } : {};
+    const named =
+      keys === 'original'
+        ? toOriginalKeys
+        : (statistics: Statistics): Statistics => ({ ...statistics, ...note });
     const shape = (group: StatisticsGroup) =>
       attrs.length === 1
         ? named(group.byAttr[attrs[0] as Attribute] as Statistics)

@@ -60,6 +60,15 @@ const statisticsFields = {
       examples: [{ '5': 1.15, '95': 9.1 }],
     }),
   ),
+  readings_retained_from: Type.Optional(
+    Type.String({
+      format: 'date-time',
+      description:
+        'With RETENTION_DAYS, when the range starts before it: the readings before this time have been ' +
+        'removed, and the statistics cover those kept (the series still charts the removed days from rollups)',
+      examples: ['2026-10-31T00:00:00.000Z'],
+    }),
+  ),
 };
 
 export const Statistics = Type.Object(statisticsFields, {

@@ -22,6 +22,7 @@ describe('statistics: the command line itself', () => {
     for (const command of [
       'serve',
       'migrate',
+      'maintain',
       'create-superuser',
       'import',
       'export',

@@ -92,6 +92,20 @@ for (const engine of ENGINES) {
         [[3, 3, 10, 6]],
       );
 
+      // Statistics over a range reaching back before the retention say from when readings are kept.
+      const horizon = new Date(dayOf(Date.now() - 30 * DAY)).toISOString();
+      const over = await h.get(
+        `/analyze_statistics/?device_id=${device}&start_date=${new Date(old).toISOString()}`,
+      );
+      assert.equal(over.statusCode, 200, over.body);
+      assert.deepEqual([over.json().count, over.json().readings_retained_from], [2, horizon]);
+      const grouped = await h.get(`/analyze_statistics/?device_id=${device}&attr=x,y&group_by=device`);
+      assert.equal(grouped.json()[0].x.readings_retained_from, horizon);
+      const recent = await h.get(
+        `/analyze_statistics/?device_id=${device}&start_date=${new Date(kept).toISOString()}`,
+      );
+      assert.deepEqual([recent.json().count, 'readings_retained_from' in recent.json()], [2, false]);
+
       // A second run finds nothing more to do.
       const again = await maintain(h.db, h.engine, h.config.retention);
       assert.equal(again.deletedReadings, 0);

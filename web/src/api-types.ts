@@ -561,6 +561,12 @@ export interface components {
             percentiles?: {
                 [key: string]: number | null;
             };
+            /**
+             * Format: date-time
+             * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+             * @example 2026-10-31T00:00:00.000Z
+             */
+            readings_retained_from?: string;
         };
         /** @description One value's statistics in a bucket */
         SeriesValues: {
@@ -1960,6 +1966,12 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /**
+                         * Format: date-time
+                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+                         * @example 2026-10-31T00:00:00.000Z
+                         */
+                        readings_retained_from?: string;
                     } | {
                         /** @description The device of this entry */
                         device_id: number;
@@ -2074,6 +2086,12 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /**
+                         * Format: date-time
+                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+                         * @example 2026-10-31T00:00:00.000Z
+                         */
+                        readings_retained_from?: string;
                     } | {
                         /** @description The device of this entry */
                         device_id: number;
