@@ -1,9 +1,9 @@
 /**
  * npm run bench:partitions: how long migration 0006 (time partitions, PostgreSQL) takes over an existing
  * database of BENCH_READINGS (1,000,000) readings of 100 devices, one a second, with their minute
- * rollups, and then how long one maintenance run takes (partitions created ahead, none old enough to
- * drop). Each round makes a fresh database at 0004, fills it in SQL, and times the two; prints the
- * median of BENCH_ROUNDS (3). Needs BENCH_DATABASE_URL (a server the bench may create a database on).
+ * rollups; then one maintenance run (partitions created ahead, none old enough to drop), and the
+ * first run with RETENTION_DAYS=7 (the pre-partition table's older readings deleted in batches). Each
+ * round makes a fresh database at 0004 and fills it in SQL; prints the medians of BENCH_ROUNDS (3). Needs BENCH_DATABASE_URL (a server the bench may create a database on).
  */
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
@@ -22,11 +22,15 @@ if (!adminUrl) {
 const readings = Number(process.env.BENCH_READINGS ?? 1_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const DEVICES = 100;
+/** The readings span 11.6 days (one a second): a retention of 7 days deletes about 40% of them. */
+const RETENTION_DAYS = 7;
 
 const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 const migrations: number[] = [];
 const maintenances: number[] = [];
+const retentions: number[] = [];
+let deleted = 0;
 for (let round = 0; round < rounds; round++) {
   const name = `statistics_bench_partitions_${process.pid}`;
   await adminQuery(adminUrl, `drop database if exists ${name} with (force)`);
@@ -57,9 +61,15 @@ for (let round = 0; round < rounds; round++) {
     start = performance.now();
     await maintain(db, 'postgres', { readingsDays: undefined, rollupsDays: undefined });
     maintenances.push(performance.now() - start);
+    // The first run with a retention: the old readings of the pre-partition table go in batches.
+    start = performance.now();
+    deleted = (await maintain(db, 'postgres', { readingsDays: RETENTION_DAYS, rollupsDays: undefined }))
+      .deletedReadings;
+    retentions.push(performance.now() - start);
     const { rows } = await sql<{ count: string }>`select count(*) from data`.execute(db);
     console.log(
-      `round ${round + 1}: migration ${migrations.at(-1)?.toFixed(0)} ms, maintenance ${maintenances.at(-1)?.toFixed(0)} ms, ${rows[0]?.count} readings kept`,
+      `round ${round + 1}: migration ${migrations.at(-1)?.toFixed(0)} ms, maintenance ${maintenances.at(-1)?.toFixed(0)} ms, ` +
+        `retention ${retentions.at(-1)?.toFixed(0)} ms for ${deleted} readings, ${rows[0]?.count} readings kept`,
     );
   } finally {
     await database.close();
@@ -67,5 +77,7 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 console.log(
-  `${readings} readings: migration 0006 median ${median(migrations).toFixed(0)} ms, maintenance median ${median(maintenances).toFixed(0)} ms`,
+  `${readings} readings: migration 0006 median ${median(migrations).toFixed(0)} ms, maintenance median ` +
+    `${median(maintenances).toFixed(0)} ms, first retention run median ${median(retentions).toFixed(0)} ms ` +
+    `(${deleted} readings deleted in batches)`,
 );

@@ -72,7 +72,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
     try {
       metricsServer?.close();
-      await maintenance?.stop();
+      maintenance?.stop();
       await app.close();
     } finally {
       clearInterval(closeIdle);

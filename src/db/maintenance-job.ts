@@ -6,8 +6,11 @@ import { maintain, type Retention } from './maintenance.js';
 const INTERVAL_MS = 3_600_000;
 
 export interface MaintenanceJob {
-  /** Stops the schedule and waits for a run in progress to end. */
-  stop(): Promise<void>;
+  /**
+   * Stops the schedule. A run in progress is not waited for (on a database that does not answer it
+   * would hold the shutdown): closing the database ends it, PostgreSQL's pool after its statement.
+   */
+  stop(): void;
 }
 
 /**
@@ -20,9 +23,13 @@ export function scheduleMaintenance(
   retention: Retention,
   log: FastifyBaseLogger,
 ): MaintenanceJob {
-  let running: Promise<void> | undefined;
+  // A run that outlasts the hour is not overlapped by the next.
+  let busy = false;
+  let stopped = false;
   const run = () => {
-    running ??= maintain(database.db, database.engine, retention)
+    if (stopped || busy) return;
+    busy = true;
+    void maintain(database.db, database.engine, retention)
       .then(
         (report) => {
           const changed =
@@ -30,19 +37,21 @@ export function scheduleMaintenance(
             0;
           if (changed) log.info({ maintenance: report }, 'database maintenance done');
         },
-        (error: unknown) => log.error({ err: error }, 'database maintenance failed; trying again in an hour'),
+        (error: unknown) => {
+          if (!stopped) log.error({ err: error }, 'database maintenance failed; trying again in an hour');
+        },
       )
       .finally(() => {
-        running = undefined;
+        busy = false;
       });
   };
   run();
   const timer = setInterval(run, INTERVAL_MS);
   timer.unref();
   return {
-    async stop() {
+    stop() {
+      stopped = true;
       clearInterval(timer);
-      await running;
     },
   };
 }

@@ -158,6 +158,23 @@ describe('configuration', () => {
     assertConfigError(() => loadConfig(env({ TRUST_PROXY: 'true' })), /TRUST_PROXY=1 for one/);
   });
 
+  it('keeps readings and rollups forever by default, and refuses rollups kept shorter than readings', () => {
+    assert.deepEqual({ ...loadConfig(env()).retention }, { readingsDays: undefined, rollupsDays: undefined });
+    assert.deepEqual(
+      { ...loadConfig(env({ RETENTION_DAYS: '30', ROLLUP_RETENTION_DAYS: '30' })).retention },
+      { readingsDays: 30, rollupsDays: 30 },
+    );
+    assertConfigError(
+      () => loadConfig(env({ RETENTION_DAYS: '30', ROLLUP_RETENTION_DAYS: '7' })),
+      /ROLLUP_RETENTION_DAYS=7 must be at least RETENTION_DAYS \(30\)/,
+    );
+    assertConfigError(() => loadConfig(env({ ROLLUP_RETENTION_DAYS: '7' })), /readings kept forever/);
+    assertConfigError(
+      () => loadConfig(env({ RETENTION_DAYS: '0' })),
+      /RETENTION_DAYS must be a whole number/,
+    );
+  });
+
   it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {
     const config = loadConfig(env());
     assert.equal(config.ingestAuth, 'open');
