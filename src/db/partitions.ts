@@ -72,9 +72,9 @@ export async function listPartitions(db: Kysely<Database>, table: string): Promi
 
 /**
  * Makes the partitions of the current period and of `ahead` periods after it that no partition covers
- * yet; answers their names. Each is made beside the table and attached (which, unlike CREATE TABLE
- * ... PARTITION OF, leaves inserts running), after moving into it any rows the default partition holds
- * for its range: a reading far ahead in time landed there before its partition existed.
+ * yet; answers their names. Each is made beside the table, given the rows the default partition holds
+ * for its range (a reading far ahead in time landed there before its partition existed), and
+ * attached, while writes wait (reads go on).
  */
 export async function createAhead(
   db: Kysely<Database>,
@@ -94,8 +94,9 @@ export async function createAhead(
     const column = sql.ref(spec.column);
     await db.transaction().execute(async (trx) => {
       await sql`set local lock_timeout = ${sql.lit(LOCK_TIMEOUT)}`.execute(trx);
-      // Writes that would land in the default partition wait the few milliseconds this takes.
-      await sql`lock table ${fallback} in exclusive mode`.execute(trx);
+      // Writes wait the few milliseconds this takes. Locking the default partition alone would not do:
+      // an insert routes its row there before it waits for the lock, and then breaks the new bound.
+      await sql`lock table ${table} in share row exclusive mode`.execute(trx);
       await sql`create table ${partition} (like ${table} including defaults)`.execute(trx);
       await sql`
         with moved as (

@@ -103,6 +103,42 @@ describe('time partitions [postgres]', { skip: engineSkipReason('postgres') }, (
     assert.equal(await where(), dayName(farAhead));
   });
 
+  it('stores every reading written while its partition is being made', async () => {
+    const device = await h.createDevice();
+    const when = dayOf(Date.now()) + 40 * DAY;
+    let writing = true;
+    let written = 0;
+    // Rows of the day about to get its partition, written meanwhile (the first ones into the default).
+    const writer = (async () => {
+      while (writing) {
+        await h.db
+          .insertInto('data')
+          .values({ device_id: device, x: 1, y: 1, z: 1, created_at: when + written })
+          .execute();
+        written++;
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const report = await maintain(
+      h.db,
+      'postgres',
+      { readingsDays: undefined, rollupsDays: undefined },
+      when,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    writing = false;
+    await writer;
+    assert.ok(report.created.includes(dayName(when)), JSON.stringify(report));
+    const { rows } = await sql<{ part: string; n: string }>`
+      select tableoid::regclass::text as part, count(*) as n from data where device_id = ${device} group by 1`.execute(
+      h.db,
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.part, Number(r.n)]),
+      [[dayName(when), written]],
+    );
+  });
+
   it('lets one process at a time run the maintenance (advisory lock)', async () => {
     const holder = new pg.Client({ connectionString: h.databaseUrl });
     await holder.connect();
