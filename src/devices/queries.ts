@@ -1,39 +1,78 @@
-import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { Database, DevicesTable, EpochMs } from '../db/tables.js';
 import { toIsoString } from '../http/dates.js';
 import type { Device } from './schemas.js';
 
 /** How much a device has sent: its readings and the time of the latest one. */
 interface Activity {
-  readings: number | string | null;
-  last_reading_at: EpochMs | string | null;
+  readings: number;
+  last_reading_at: EpochMs | null;
 }
+
+const NO_ACTIVITY: Activity = { readings: 0, last_reading_at: null };
 
 const toDevice = (row: Selectable<DevicesTable>, activity: Activity): Device => ({
   id: row.id,
   name: row.name,
   user_id: row.user_id,
   created_at: toIsoString(row.created_at),
-  readings: Number(activity.readings ?? 0),
-  last_reading_at: activity.last_reading_at === null ? null : toIsoString(Number(activity.last_reading_at)),
+  readings: activity.readings,
+  last_reading_at: activity.last_reading_at === null ? null : toIsoString(activity.last_reading_at),
 });
 
 /**
- * The activity of the device in each row: the count summed over its per-minute rollups (a month is
- * ~43,000 of them, not every reading) and its latest reading time, one lookup in data_device_time.
+ * The activity of the devices `ids`, in two statements for a whole page: the count summed over each
+ * one's per-minute rollups (a month is ~43,000 of them, not every reading), then its latest reading
+ * looked up within its last minute that has any. Both select by device id, not by a subquery
+ * correlated with `devices`, which Citus refuses (devices are a reference table there).
+ * A device whose readings are past the retention has rollups left: its latest time is then that
+ * minute's start.
  */
-const activity = (eb: ExpressionBuilder<Database, 'devices'>) => [
-  eb
+async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<number, Activity>> {
+  if (ids.length === 0) return new Map();
+  const minutes = await db
     .selectFrom('reading_minutes')
-    .select((sub) => sub.fn.sum<number>('reading_minutes.readings').as('readings'))
-    .whereRef('reading_minutes.device_id', '=', 'devices.id')
-    .as('readings'),
-  eb
+    .select((eb) => [
+      'device_id',
+      eb.fn.sum<number | string>('readings').as('readings'),
+      eb.fn.max('minute').as('last_minute'),
+    ])
+    .where('device_id', 'in', ids)
+    .groupBy('device_id')
+    .execute();
+  if (minutes.length === 0) return new Map();
+  const latest = await db
     .selectFrom('data')
-    .select((sub) => sub.fn.max('data.created_at').as('last'))
-    .whereRef('data.device_id', '=', 'devices.id')
-    .as('last_reading_at'),
-];
+    .select((eb) => ['device_id', eb.fn.max('created_at').as('last')])
+    .where((eb) =>
+      eb.or(
+        minutes.map((row) =>
+          eb.and([eb('device_id', '=', row.device_id), eb('created_at', '>=', Number(row.last_minute))]),
+        ),
+      ),
+    )
+    .groupBy('device_id')
+    .execute();
+  const lastOf = new Map(latest.map((row) => [row.device_id, Number(row.last)]));
+  return new Map(
+    minutes.map((row) => [
+      row.device_id,
+      {
+        readings: Number(row.readings),
+        last_reading_at: lastOf.get(row.device_id) ?? Number(row.last_minute),
+      },
+    ]),
+  );
+}
+
+/** The devices of `rows`, with their activity. */
+async function withActivity(db: Kysely<Database>, rows: Selectable<DevicesTable>[]): Promise<Device[]> {
+  const activity = await activityOf(
+    db,
+    rows.map((row) => row.id),
+  );
+  return rows.map((row) => toDevice(row, activity.get(row.id) ?? NO_ACTIVITY));
+}
 
 export async function insertDevice(
   db: Kysely<Database>,
@@ -49,7 +88,7 @@ export async function insertDevice(
     })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return toDevice(row, { readings: 0, last_reading_at: null });
+  return toDevice(row, NO_ACTIVITY);
 }
 
 export async function renameDevice(db: Kysely<Database>, id: number, name: string | null): Promise<Device> {
@@ -67,13 +106,8 @@ export async function deleteDevice(db: Kysely<Database>, id: number): Promise<vo
 }
 
 export async function findDevice(db: Kysely<Database>, id: number): Promise<Device | undefined> {
-  const row = await db
-    .selectFrom('devices')
-    .selectAll('devices')
-    .select(activity)
-    .where('id', '=', id)
-    .executeTakeFirst();
-  return row && toDevice(row, row);
+  const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && (await withActivity(db, [row]))[0];
 }
 
 /** Who owns a device (null: nobody), or undefined when there is no such device. */
@@ -94,14 +128,13 @@ export async function listDevices(
 ): Promise<Device[]> {
   let query = db
     .selectFrom('devices')
-    .selectAll('devices')
-    .select(activity)
+    .selectAll()
     .orderBy('id')
     .limit(page.limit + 1)
     .offset(page.offset);
   if (page.afterId !== undefined) query = query.where('id', '>', page.afterId);
   if (page.ownerId !== undefined) query = query.where('user_id', '=', page.ownerId);
-  return (await query.execute()).map((row) => toDevice(row, row));
+  return withActivity(db, await query.execute());
 }
 
 /** The devices among `ids` that exist, with the digest of their ingest token. */
