@@ -100,9 +100,14 @@ export function square(engine: Engine, value: Expression<number>): RawBuilder<nu
     else ${value} * ${value} end`;
 }
 
-/** A unique index was violated (a concurrent insert won the race). */
+/**
+ * A unique index was violated (a concurrent insert won the race). Citus reports a violation met by the
+ * rows an INSERT ... SELECT sends to a shard with the message alone, under the internal error code.
+ */
 export function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (code === 'XX000' && typeof message === 'string')
+    return message.startsWith('duplicate key value violates unique constraint');
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 

@@ -1,4 +1,6 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator } from 'kysely';
+import { engineOf } from './dialect.js';
+import { distributeOnCitus } from './distribution.js';
 import * as initialSchema from './migrations/0001-initial-schema.js';
 import * as deviceIngestTokens from './migrations/0002-device-ingest-tokens.js';
 import * as readingMinutes from './migrations/0003-reading-minutes.js';
@@ -14,13 +16,18 @@ const migrations: Record<string, Migration> = {
   '0006-time-partitions': timePartitions,
 };
 
-/** Applies every pending migration; running it again when nothing is pending is harmless. */
+/**
+ * Applies every pending migration, then distributes the tables when the database is a Citus cluster's
+ * coordinator; running it again when nothing is pending is harmless.
+ */
 // biome-ignore lint/suspicious/noExplicitAny: the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
   const { error, results }: MigrationResultSet = await migrator.migrateToLatest();
   if (error) throw error;
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  if (engineOf(db) === 'postgres') await distributeOnCitus(db);
+  return applied;
 }
 
 /**

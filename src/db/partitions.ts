@@ -94,6 +94,9 @@ export async function createAhead(
     const column = sql.ref(spec.column);
     await db.transaction().execute(async (trx) => {
       await sql`set local lock_timeout = ${sql.lit(LOCK_TIMEOUT)}`.execute(trx);
+      // Citus runs DDL and writes beside a reference table's foreign key in one transaction only over
+      // one connection per node (plain PostgreSQL takes the setting as a placeholder and ignores it).
+      await sql`set local citus.multi_shard_modify_mode = 'sequential'`.execute(trx);
       // Writes wait the few milliseconds this takes. Locking the default partition alone would not do:
       // an insert routes its row there before it waits for the lock, and then breaks the new bound.
       await sql`lock table ${table} in share row exclusive mode`.execute(trx);
