@@ -9,9 +9,14 @@
  * - The time each file took (its process, from start to end) is listed, slowest first, to keep the
  *   suite within its budget.
  *
+ * - With TEST_CITUS_URL (a Citus coordinator, e.g. postgres://postgres@127.0.0.1:9700/postgres), the
+ *   files that use the shared PostgreSQL run a second time, their PostgreSQL half only, against the
+ *   cluster: each fresh database is made on every node, and the migrations distribute its tables.
+ *   Files that start PostgreSQL servers of their own stay out of it.
+ *
  * `npm test -- test/data/data.test.ts ...` runs only the files given, with the same rules.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { run } from 'node:test';
@@ -71,21 +76,39 @@ function count(file: string, event: TestEvent): boolean {
 }
 
 /** One file in its own process; its events are shown together once it is done. */
-async function runFile(file: string): Promise<void> {
+async function runFile(file: string, pass: string): Promise<void> {
   const started = performance.now();
   const events: TestEvent[] = [];
   for await (const event of run({ files: [file] }) as AsyncIterable<TestEvent>) events.push(event);
-  fileMs.set(file, performance.now() - started);
+  fileMs.set(`${pass}${file}`, performance.now() - started);
   for (const event of events) if (count(file, event)) reporter.write(event);
 }
 
 /** Runs the files, `concurrency` processes at a time. */
-async function runFiles(files: string[], concurrency: number): Promise<void> {
+async function runFiles(files: string[], concurrency: number, pass = ''): Promise<void> {
   const queue = [...files];
   const worker = async () => {
-    for (let file = queue.shift(); file !== undefined; file = queue.shift()) await runFile(file);
+    for (let file = queue.shift(); file !== undefined; file = queue.shift()) await runFile(file, pass);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+}
+
+/** The files, the alone ones after the others, one at a time. */
+async function runSuite(files: string[], pass = ''): Promise<void> {
+  // One process fewer than the cores, as `node --test` runs files, but at least two: most files wait on
+  // servers, databases and browsers rather than compute (on 2 cores: 4m18s instead of 5m42s).
+  await runFiles(
+    files.filter((file) => !alone(file)),
+    Math.max(2, availableParallelism() - 1),
+    pass,
+  );
+  await runFiles(files.filter(alone), 1, pass);
+}
+
+/** Whether a file runs against the shared PostgreSQL (TEST_DATABASE_URL), and only that one. */
+function usesSharedPostgres(file: string): boolean {
+  const text = readFileSync(file, 'utf8');
+  return /onEachEngine|ENGINES|freshDatabase|TEST_DATABASE_URL/.test(text) && !/own-postgres/.test(text);
 }
 
 const started = performance.now();
@@ -93,13 +116,14 @@ const files = (process.argv.length > 2 ? process.argv.slice(2) : suiteFiles()).m
   relative('.', file),
 );
 const alone = (file: string) => ONE_AT_A_TIME.some((prefix) => file.startsWith(prefix));
-// One process fewer than the cores, as `node --test` runs files, but at least two: most files wait on
-// servers, databases and browsers rather than compute (on 2 cores: 4m18s instead of 5m42s).
-await runFiles(
-  files.filter((file) => !alone(file)),
-  Math.max(2, availableParallelism() - 1),
-);
-await runFiles(files.filter(alone), 1);
+await runSuite(files);
+const citusUrl = process.env.TEST_CITUS_URL;
+if (citusUrl) {
+  diagnostic(`Citus pass: the PostgreSQL half again, on the cluster of ${new URL(citusUrl).host}`);
+  // The test processes inherit these.
+  Object.assign(process.env, { TEST_DATABASE_URL: citusUrl, TEST_CITUS: '1', TEST_ENGINES: 'postgres' });
+  await runSuite(files.filter(usesSharedPostgres), 'citus: ');
+}
 
 diagnostic('time per file (its process, start to end):');
 for (const [file, ms] of [...fileMs].sort((a, b) => b[1] - a[1])) {
