@@ -176,7 +176,9 @@ async function aggregate(
   // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
   for (const attr of attrs) {
     const value = sql.ref<number>(`data.${attr}`);
-    meanColumns.push(sql`avg(${value}) as ${column(`${attr}_mean`)}`);
+    // The mean only where the squared deviations need it: its sum may overflow (PostgreSQL leaves an
+    // unused column of a subquery out, Citus computes it).
+    if (sumsOf[attr] === 'full') meanColumns.push(sql`avg(${value}) as ${column(`${attr}_mean`)}`);
     meanColumns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
     columns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
     columns.push(sql`min(${value}) as ${column(`${attr}_min`)}`);
