@@ -81,6 +81,9 @@ async function partitionReadings(db: Kysely<unknown>): Promise<void> {
   } else {
     await sql`alter table data attach partition data_legacy
       for values from (minvalue) to (${sql.lit(bound)})`.execute(db);
+    // Its old key on id alone goes (the sequence keeps ids unique, data_legacy_id serves lookups):
+    // Citus distributes only tables whose unique keys hold device_id.
+    await sql`alter table data_legacy drop constraint data_legacy_pkey`.execute(db);
   }
 }
 
