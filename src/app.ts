@@ -31,6 +31,7 @@ import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
 import { closeRedis, connectRedis, firstConnection, redisReady } from './redis/redis-client.js';
 import { createHeavyQueries } from './statistics/heavy-runner.js';
+import { type RollupFolder, startRollupFolder } from './statistics/rollup-folder.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
 import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
@@ -159,6 +160,16 @@ export async function buildApp(
     keys: config.statisticsKeys,
     retention: config.retention,
   });
+  if (config.rollupFoldIntervalMs > 0) {
+    // Folding needs the migrated schema: it starts once the migrations have run.
+    let folder: RollupFolder | undefined;
+    app.addHook('onReady', async () =>
+      lifecycle.whenReady(() => {
+        folder = startRollupFolder(db, engine, config.rollupFoldIntervalMs, app.log);
+      }),
+    );
+    app.addHook('onClose', async () => folder?.stop());
+  }
   await app.register(seriesRoutes, { db, reads, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
   await app.register(healthRoutes, { db, engine, lifecycle });
   // With a port of its own, /metrics is never on the API port.

@@ -32,6 +32,8 @@ export interface Config {
   readonly maxSeriesBuckets: number;
   /** RETENTION_DAYS and ROLLUP_RETENTION_DAYS, applied by the maintenance job (db/maintenance.ts). */
   readonly retention: Retention;
+  /** ROLLUP_FOLD_INTERVAL_MS: 0 when this process does not fold. */
+  readonly rollupFoldIntervalMs: number;
   readonly heavyQueries: HeavyQuerySettings;
   readonly statisticsKeys: Settings['STATISTICS_KEYS'];
   readonly corsOrigins: readonly string[];
@@ -113,6 +115,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
     maxSeriesBuckets: value.MAX_SERIES_BUCKETS,
     retention: retention(value),
+    rollupFoldIntervalMs: value.ROLLUP_FOLD_INTERVAL_MS,
     heavyQueries: {
       timeoutMs: value.STATISTICS_TIMEOUT_MS,
       concurrency: value.STATISTICS_CONCURRENCY ?? Math.max(2, availableParallelism()),

@@ -131,6 +131,13 @@ export const settings = {
     'x-default': 'none (rollups are kept forever)',
   }),
   MAX_SERIES_BUCKETS: wholeNumber('The most buckets one time series may have', 10_000, 1, 1_000_000),
+  ROLLUP_FOLD_INTERVAL_MS: wholeNumber(
+    'How often the hour, day and month rollups behind `accuracy=approx` catch up with the readings ' +
+      '(off the ingest path, in short steps); 0 turns the folder off in this process',
+    2000,
+    0,
+    3_600_000,
+  ),
   STATISTICS_TIMEOUT_MS: wholeNumber(
     'The longest a statistics or series query may take from its arrival, waiting included; past it the ' +
       'query is stopped (SQLite: its worker thread is ended; PostgreSQL: `statement_timeout`, at most 24 s, ' +

@@ -225,7 +225,11 @@ export function minuteRollupsOf(engine: Engine, readings: RawBuilder<unknown>): 
     order by 1, 2)`;
 }
 
-/** Merges rollups (a relation with the columns of `reading_minutes`) into the rows already there. */
+/**
+ * Merges rollups (a relation with the columns of `reading_minutes`) into the rows already there, and
+ * marks each minute it touches unfolded (a new row by the column's default, a merged one by `folded =
+ * 0`): all the hour, day and month rollups cost at ingest (statistics/rollup-folder.ts does the rest).
+ */
 export function upsertMinuteRollups(engine: Engine, rollups: RawBuilder<unknown>): RawBuilder<unknown> {
   const kept = (column: string) => sql.ref<number>(`reading_minutes.${column}`);
   const incoming = (column: string) => sql.ref<number>(`excluded.${column}`);
@@ -236,7 +240,7 @@ export function upsertMinuteRollups(engine: Engine, rollups: RawBuilder<unknown>
     select * from ${rollups} as incoming
     where true
     on conflict (device_id, minute) do update set
-      readings = reading_minutes.readings + excluded.readings, ${sql.join(
+      readings = reading_minutes.readings + excluded.readings, folded = 0, ${sql.join(
         VALUES.flatMap((v) => [
           sql`${sql.ref(`${v}_min`)} = ${lesser(engine, kept(`${v}_min`), incoming(`${v}_min`))}`,
           sql`${sql.ref(`${v}_max`)} = ${greater(engine, kept(`${v}_max`), incoming(`${v}_max`))}`,

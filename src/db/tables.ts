@@ -48,6 +48,34 @@ export interface ReadingMinutesTable {
   z_min: number;
   z_max: number;
   z_sum: number | null;
+  /** 0 when the minute changed since the folder last recomputed its hour (statistics/rollup-folder.ts). */
+  folded: Generated<number>;
+}
+
+/**
+ * One device's readings in one UTC hour, day or month (`start`): count, and per value min, max, sum,
+ * the sum of squared deviations from the mean (`m2`) and a DDSketch (statistics/value-sketch.ts).
+ * Kept by the folder, off the ingest path; a period is current only once all its minutes are folded.
+ */
+export interface ReadingRollupsTable {
+  device_id: number;
+  start: EpochMs;
+  readings: number;
+  x_min: number;
+  x_max: number;
+  x_sum: number | null;
+  x_m2: number | null;
+  x_sketch: Uint8Array;
+  y_min: number;
+  y_max: number;
+  y_sum: number | null;
+  y_m2: number | null;
+  y_sketch: Uint8Array;
+  z_min: number;
+  z_max: number;
+  z_sum: number | null;
+  z_m2: number | null;
+  z_sketch: Uint8Array;
 }
 
 /** Tokens ended by logout, kept (as a SHA-256 digest) until they would have expired anyway. */
@@ -78,6 +106,9 @@ export interface Database {
   devices: DevicesTable;
   data: ReadingsTable;
   reading_minutes: ReadingMinutesTable;
+  reading_hours: ReadingRollupsTable;
+  reading_days: ReadingRollupsTable;
+  reading_months: ReadingRollupsTable;
   revoked_tokens: RevokedTokensTable;
   idempotency_keys: IdempotencyKeysTable;
 }

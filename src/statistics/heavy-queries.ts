@@ -1,5 +1,6 @@
 import type { Reader } from '../db/reader.js';
 import type { EpochMs } from '../db/tables.js';
+import { approxStatistics } from './approx-statistics.js';
 import { readingSeries, type SeriesSelection } from './reading-series.js';
 import { readingStatistics } from './reading-statistics.js';
 
@@ -10,6 +11,7 @@ import { readingStatistics } from './reading-statistics.js';
  */
 export const heavyQueries = {
   statistics: readingStatistics,
+  approxStatistics,
   series: (
     reader: Reader,
     { selection, boundaries }: { selection: SeriesSelection; boundaries: EpochMs[] },

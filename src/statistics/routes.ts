@@ -42,7 +42,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);
     const range = parseDateRange(query);
-    const groups = await heavy.run('statistics', {
+    const groups = await heavy.run(query.accuracy === 'approx' ? 'approxStatistics' : 'statistics', {
       attrs,
       percentiles: parsePercentiles(query.percentiles),
       groupByDevice: query.group_by === 'device',

@@ -32,6 +32,17 @@ export const StatisticsQuery = Type.Object({
       examples: ['5,25,75,95,99'],
     }),
   ),
+  accuracy: Type.Optional(
+    Type.Unsafe<'exact' | 'approx'>({
+      type: 'string',
+      enum: ['exact', 'approx'],
+      default: 'exact',
+      description:
+        '`exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances ' +
+        'still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over ' +
+        'any range',
+    }),
+  ),
   group_by: Type.Optional(
     Type.Unsafe<'device'>({
       type: 'string',
@@ -67,6 +78,21 @@ const statisticsFields = {
         'With RETENTION_DAYS, when the range starts before it: the readings before this time have been ' +
         'removed, and the statistics cover those kept (the series still charts the removed days from rollups)',
       examples: ['2026-10-31T00:00:00.000Z'],
+    }),
+  ),
+  approximate: Type.Optional(
+    Type.Boolean({
+      description:
+        'Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; ' +
+        'count, min, max, sum, mean and the variances stay exact',
+    }),
+  ),
+  relative_error: Type.Optional(
+    Type.Number({
+      description:
+        'With `approximate`: the bound on the relative error of the median and each percentile, against ' +
+        'the reading at that rank (rounded down); 0.01 is 1%',
+      examples: [0.01],
     }),
   ),
 };

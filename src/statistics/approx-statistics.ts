@@ -1,0 +1,185 @@
+import { sql } from 'kysely';
+import { rowsAsTable } from '../db/dialect.js';
+import type { Reader } from '../db/reader.js';
+import { readingStatistics, type StatisticsGroup, type StatisticsRequest } from './reading-statistics.js';
+import { decompose, HOUR_MS, type Interval, type Pieces, type RollupTable } from './rollup-periods.js';
+import {
+  addReadings,
+  addRollupRow,
+  emptySummary,
+  type RollupRow,
+  type ValueSummary,
+} from './rollup-values.js';
+import type { Attribute, Statistics } from './schemas.js';
+import { RELATIVE_ACCURACY, sketchQuantile } from './value-sketch.js';
+
+/**
+ * Readings not yet folded into the rollups that an approximate answer reads directly at most; past
+ * that (a backlog after an upgrade or a large import) it answers the exact statistics instead.
+ */
+const MAX_UNFOLDED_READINGS = 200_000;
+
+/** A time no reading reaches (about year 287,000): an open end of a range, as a bound parameter. */
+const FAR = 9e15;
+
+/**
+ * `accuracy=approx`: count, min, max, sum, mean and variance exact, median and percentiles from
+ * DDSketches (value-sketch.ts), each within RELATIVE_ACCURACY. The range is read as whole months,
+ * days and hours from the rollups (rollup-periods.ts decompose), where they are folded, and the rest
+ * (the partial hours at its edges, and the hours with unfolded minutes) from the readings; the parts
+ * are merged in JavaScript (parallel variance, sketch bins), here in a heavy-query worker or, on
+ * PostgreSQL, in the process. Each level is one query joined on the rollups' key.
+ */
+export async function approxStatistics(
+  reader: Reader,
+  request: StatisticsRequest,
+): Promise<StatisticsGroup[]> {
+  const { db, engine } = reader;
+  const from = request.start ?? Number.NEGATIVE_INFINITY;
+  const to = request.end === undefined ? Number.POSITIVE_INFINITY : request.end + 1;
+  const deviceFilter = sql.join(
+    [
+      sql`true`,
+      ...(request.deviceId !== undefined ? [sql`devices.id = ${request.deviceId}`] : []),
+      ...(request.ownerId !== undefined ? [sql`devices.user_id = ${request.ownerId}`] : []),
+    ],
+    sql` and `,
+  );
+  const devices = (
+    await sql<{ id: number }>`select id from devices where ${deviceFilter} order by id`.execute(db)
+  ).rows;
+  const unfolded = await sql<{ device_id: number; hour: number; readings: number }>`
+    select m.device_id, m.minute - ((m.minute % ${HOUR_MS}) + ${HOUR_MS}) % ${HOUR_MS} as hour, sum(m.readings) as readings
+    from devices cross join reading_minutes as m
+    where ${deviceFilter} and m.device_id = devices.id and m.folded = 0
+      and m.minute >= ${Number.isFinite(from) ? from - HOUR_MS : -FAR} and m.minute < ${Number.isFinite(to) ? to : FAR}
+    group by 1, 2`.execute(db);
+  if (unfolded.rows.reduce((sum, row) => sum + Number(row.readings), 0) > MAX_UNFOLDED_READINGS) {
+    return readingStatistics(reader, request);
+  }
+  const dirty = new Map<number, Set<number>>();
+  for (const row of unfolded.rows) {
+    const hours = dirty.get(row.device_id) ?? new Set<number>();
+    hours.add(Number(row.hour));
+    dirty.set(row.device_id, hours);
+  }
+  const clean = decompose(from, to, new Set());
+  const pieces = devices.map(({ id }) => {
+    const hours = dirty.get(id);
+    return [id, hours ? decompose(from, to, hours) : clean] as const;
+  });
+  const groups = new Map<number | null, Partial<Record<Attribute, ValueSummary>>>();
+  const summaryOf = (deviceId: number, attr: Attribute) => {
+    const key = request.groupByDevice ? deviceId : null;
+    let group = groups.get(key);
+    if (!group) {
+      group = {};
+      groups.set(key, group);
+    }
+    group[attr] ??= emptySummary();
+    return group[attr];
+  };
+  for (const table of ['reading_months', 'reading_days', 'reading_hours'] as const) {
+    const ranges = rangesOf(pieces, table);
+    if (ranges.length === 0) continue;
+    const { rows } = await sql<RollupRow>`
+      select r.device_id, r.readings, ${sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)))}
+      from ${rowsAsTable(engine, RANGE_COLUMNS, ranges)} as ranges
+      cross join ${sql.table(table)} as r
+      where r.device_id = ranges.device_id and r.start >= ranges.from_time and r.start < ranges.to_time`.execute(
+      db,
+    );
+    for (const row of rows) {
+      for (const attr of request.attrs) addRollupRow(summaryOf(row.device_id, attr), row, attr);
+    }
+  }
+  const ranges = rangesOf(pieces, 'readings');
+  if (ranges.length > 0) {
+    const { rows } = await sql<{ device_id: number } & Record<Attribute, number>>`
+      select data.device_id, ${sql.join(request.attrs.map((attr) => sql.ref(`data.${attr}`)))}
+      from ${rowsAsTable(engine, RANGE_COLUMNS, ranges)} as ranges
+      cross join data
+      where data.device_id = ranges.device_id
+        and data.created_at >= ranges.from_time and data.created_at < ranges.to_time`.execute(db);
+    const byDevice = new Map<number, Record<Attribute, number[]>>();
+    for (const row of rows) {
+      let values = byDevice.get(row.device_id);
+      if (!values) {
+        values = { x: [], y: [], z: [] };
+        byDevice.set(row.device_id, values);
+      }
+      for (const attr of request.attrs) values[attr].push(Number(row[attr]));
+    }
+    for (const [deviceId, values] of byDevice) {
+      for (const attr of request.attrs) addReadings(summaryOf(deviceId, attr), values[attr]);
+    }
+  }
+  const answers = [...groups.entries()]
+    .filter(([, byAttr]) => Object.values(byAttr).some((summary) => summary.moments))
+    .sort(([a], [b]) => (a ?? 0) - (b ?? 0))
+    .map(([deviceId, byAttr]) => toGroup(deviceId, byAttr, request));
+  return request.groupByDevice || answers.length > 0 ? answers : [toGroup(null, {}, request)];
+}
+
+const RANGE_COLUMNS = [
+  ['device_id', 'int'],
+  ['from_time', 'int8'],
+  ['to_time', 'int8'],
+] as const;
+
+/** Each device's intervals of one level, as rows (device_id, from_time, to_time) with open ends made far. */
+function rangesOf(pieces: ReadonlyArray<readonly [number, Pieces]>, level: RollupTable | 'readings') {
+  const bound = (t: number) => Math.max(-FAR, Math.min(FAR, t));
+  return pieces.flatMap(([deviceId, of]) =>
+    of[level].map(([start, end]: Interval) => [deviceId, bound(start), bound(end)]),
+  );
+}
+
+function rollupColumns(attr: Attribute) {
+  return ['min', 'max', 'sum', 'm2', 'sketch'].map((part) => sql.ref(`r.${attr}_${part}`));
+}
+
+function toGroup(
+  deviceId: number | null,
+  byAttr: Partial<Record<Attribute, ValueSummary>>,
+  { attrs, percentiles }: StatisticsRequest,
+): StatisticsGroup {
+  const answer: StatisticsGroup = { deviceId, byAttr: {} };
+  for (const attr of attrs) {
+    const summary = byAttr[attr];
+    const moments = summary?.moments;
+    const count = moments?.count ?? 0;
+    const sum = count === 0 ? 0 : finiteOrNull(moments?.sum);
+    const m2 = finiteOrNull(moments?.m2);
+    const variancePopulation = count > 0 && m2 !== null ? m2 / count : null;
+    const varianceSample = count > 1 && m2 !== null ? m2 / (count - 1) : null;
+    const quantile = (fraction: number) =>
+      summary && moments
+        ? finiteOrNull(sketchQuantile(summary.sketch, fraction, moments.min, moments.max))
+        : null;
+    const statistics: Statistics = {
+      count,
+      min: finiteOrNull(moments?.min),
+      max: finiteOrNull(moments?.max),
+      sum,
+      mean: count === 0 || sum === null ? null : finiteOrNull(sum / count),
+      median: quantile(0.5),
+      variance: varianceSample,
+      stddev: varianceSample === null ? null : Math.sqrt(varianceSample),
+      variance_population: variancePopulation,
+      stddev_population: variancePopulation === null ? null : Math.sqrt(variancePopulation),
+      ...(percentiles.length > 0
+        ? { percentiles: Object.fromEntries(percentiles.map((p) => [String(p), quantile(p / 100)])) }
+        : {}),
+      approximate: true,
+      relative_error: RELATIVE_ACCURACY,
+    };
+    answer.byAttr[attr] = statistics;
+  }
+  return answer;
+}
+
+function finiteOrNull(value: number | null | undefined): number | null {
+  if (value === null || value === undefined) return null;
+  return Number.isFinite(value) ? value : null;
+}

@@ -1,0 +1,257 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Engine, rowsAsTable } from '../db/dialect.js';
+import type { Database, ReadingRollupsTable } from '../db/tables.js';
+import { dayUnit, HOUR_MS, monthUnit, type PeriodUnit, type RollupTable } from './rollup-periods.js';
+import {
+  addReadings,
+  addRollupRow,
+  emptySummary,
+  ROLLUP_VALUES,
+  type RollupRow,
+  type RollupValue,
+  summaryColumns,
+  type ValueSummary,
+} from './rollup-values.js';
+
+/** What one fold did: hours recomputed, readings read for them, minutes marked folded. */
+export interface Folded {
+  hours: number;
+  readings: number;
+  minutes: number;
+}
+
+/** Unfolded minutes one fold reads at most (an hour has at most 60). */
+const MAX_MINUTES = 3000;
+/** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
+const FOLDER_LOCK = 10_010_005;
+
+/**
+ * One bounded step of the folder, in one short transaction: the unfolded minutes (oldest device and
+ * minute first, through the partial index), grouped into hours until about `maxReadings` readings; each
+ * hour recomputed from ITS READINGS (exact moments, a fresh sketch), its day re-merged from its hours
+ * and its month from its days; then each minute marked folded only if it still holds the count read
+ * (an ingest merged into it meanwhile leaves it unfolded, for the next step). On PostgreSQL only the
+ * holder of the folder's advisory lock folds: `undefined` when another process holds it.
+ */
+export async function foldRollups(
+  db: Kysely<Database>,
+  engine: Engine,
+  maxReadings: number,
+): Promise<Folded | undefined> {
+  return db.transaction().execute(async (trx) => {
+    if (engine === 'postgres') {
+      const { rows } = await sql<{
+        locked: boolean;
+      }>`select pg_try_advisory_xact_lock(${FOLDER_LOCK}) as locked`.execute(trx);
+      if (!rows[0]?.locked) return undefined;
+    }
+    const minutes = await trx
+      .selectFrom('reading_minutes')
+      .select(['device_id', 'minute', 'readings'])
+      .where('folded', '=', 0)
+      .orderBy('device_id')
+      .orderBy('minute')
+      .limit(MAX_MINUTES)
+      .execute();
+    const hours = hoursToFold(minutes, maxReadings, minutes.length === MAX_MINUTES);
+    if (hours.length === 0) return { hours: 0, readings: 0, minutes: 0 };
+    const readings = await recomputeHours(trx, engine, hours);
+    const days = await remerge(trx, engine, 'reading_hours', 'reading_days', dayUnit, hours);
+    await remerge(trx, engine, 'reading_days', 'reading_months', monthUnit, days);
+    const marks = hours.flatMap((hour) => hour.minutes.map((m) => [m.device_id, m.minute, m.readings]));
+    await sql`update reading_minutes set folded = 1
+      where folded = 0 and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
+        engine,
+        [
+          ['device_id', 'int'],
+          ['minute', 'int8'],
+          ['readings', 'int'],
+        ],
+        marks,
+      )} as marks)`.execute(trx);
+    return { hours: hours.length, readings, minutes: marks.length };
+  });
+}
+
+interface Minute {
+  device_id: number;
+  minute: number;
+  readings: number;
+}
+
+interface Period {
+  device_id: number;
+  start: number;
+}
+
+type HourToFold = Period & { minutes: Minute[] };
+
+/**
+ * The minutes grouped by device and hour, as many hours as fit `maxReadings` (at least one). When the
+ * read was cut at its limit, its last hour may be missing minutes, so it waits for the next step.
+ */
+function hoursToFold(minutes: Minute[], maxReadings: number, cut: boolean): HourToFold[] {
+  const hours: HourToFold[] = [];
+  let readings = 0;
+  for (const row of minutes) {
+    const minute = { device_id: row.device_id, minute: Number(row.minute), readings: Number(row.readings) };
+    const start = minute.minute - (((minute.minute % HOUR_MS) + HOUR_MS) % HOUR_MS);
+    const last = hours.at(-1);
+    if (last && last.device_id === minute.device_id && last.start === start) {
+      last.minutes.push(minute);
+    } else {
+      if (hours.length > 0 && readings >= maxReadings) return hours;
+      hours.push({ device_id: minute.device_id, start, minutes: [minute] });
+    }
+    readings += minute.readings;
+  }
+  if (cut && hours.length > 1) hours.pop();
+  return hours;
+}
+
+/** Recomputes the hours from their readings and stores them; answers how many readings it read. */
+async function recomputeHours(trx: Transaction<Database>, engine: Engine, hours: Period[]): Promise<number> {
+  const { rows } = await sql<{ device_id: number; start: number; x: number; y: number; z: number }>`
+    select periods.device_id, periods.start, data.x, data.y, data.z
+    from ${periodsTable(engine, hours, () => HOUR_MS)} as periods
+    cross join data
+    where data.device_id = periods.device_id
+      and data.created_at >= periods.start and data.created_at < periods.until
+    order by 1, 2`.execute(trx);
+  const byHour = new Map<string, { period: Period; values: Record<'x' | 'y' | 'z', number[]> }>();
+  for (const row of rows) {
+    const key = `${row.device_id}/${row.start}`;
+    let hour = byHour.get(key);
+    if (!hour) {
+      hour = {
+        period: { device_id: row.device_id, start: Number(row.start) },
+        values: { x: [], y: [], z: [] },
+      };
+      byHour.set(key, hour);
+    }
+    for (const value of ROLLUP_VALUES) hour.values[value].push(Number(row[value]));
+  }
+  const stored = [...byHour.values()].flatMap(({ period, values }) => {
+    const row = rollupRow(period, (summary, value) => addReadings(summary, values[value]));
+    return row ? [row] : [];
+  });
+  await replaceRollups(trx, 'reading_hours', hours, stored);
+  return rows.length;
+}
+
+/**
+ * The `to` periods holding the `from` periods given, each merged again from all its `from` rows
+ * (a day from its hours, a month from its days); answers the periods it merged.
+ */
+async function remerge(
+  trx: Transaction<Database>,
+  engine: Engine,
+  from: RollupTable,
+  to: RollupTable,
+  unit: PeriodUnit,
+  children: Period[],
+): Promise<Period[]> {
+  const parents = new Map<string, Period>();
+  for (const child of children) {
+    const start = unit.floor(child.start);
+    parents.set(`${child.device_id}/${start}`, { device_id: child.device_id, start });
+  }
+  const periods = [...parents.values()];
+  const { rows } = await sql<RollupRow & { parent: number }>`
+    select periods.start as parent, r.*
+    from ${periodsTable(engine, periods, (start) => unit.next(start) - start)} as periods
+    cross join ${sql.table(from)} as r
+    where r.device_id = periods.device_id and r.start >= periods.start and r.start < periods.until`.execute(
+    trx,
+  );
+  const byParent = new Map<string, RollupRow[]>();
+  for (const row of rows) {
+    const key = `${row.device_id}/${Number(row.parent)}`;
+    byParent.set(key, [...(byParent.get(key) ?? []), row]);
+  }
+  const merged = periods.flatMap((period) => {
+    const parts = byParent.get(`${period.device_id}/${period.start}`);
+    const row =
+      parts &&
+      rollupRow(period, (summary, value) => {
+        for (const part of parts) addRollupRow(summary, part, value);
+      });
+    return row ? [row] : [];
+  });
+  await replaceRollups(trx, to, periods, merged);
+  return periods;
+}
+
+/** Periods as a relation (device_id, start, until), for a join driven by the rollups' keys. */
+function periodsTable(engine: Engine, periods: Period[], length: (start: number) => number) {
+  return rowsAsTable(
+    engine,
+    [
+      ['device_id', 'int'],
+      ['start', 'int8'],
+      ['until', 'int8'],
+    ],
+    periods.map((p) => [p.device_id, p.start, p.start + length(p.start)]),
+  );
+}
+
+/** One rollup row of a period, each value's summary filled by `fill`; none for a period without readings. */
+function rollupRow(
+  period: Period,
+  fill: (summary: ValueSummary, value: RollupValue) => void,
+): ReadingRollupsTable | undefined {
+  const summaries: Partial<Record<RollupValue, ValueSummary>> = {};
+  for (const value of ROLLUP_VALUES) {
+    const summary = emptySummary();
+    fill(summary, value);
+    if (!summary.moments) return undefined;
+    summaries[value] = summary;
+  }
+  const { x, y, z } = summaries as Record<RollupValue, ValueSummary>;
+  return {
+    device_id: period.device_id,
+    start: period.start,
+    readings: x.moments?.count ?? 0,
+    ...summaryColumns(x, 'x'),
+    ...summaryColumns(y, 'y'),
+    ...summaryColumns(z, 'z'),
+  };
+}
+
+/** Stores the rows of `periods` that have readings and removes those that have none any more. */
+async function replaceRollups(
+  trx: Transaction<Database>,
+  table: RollupTable,
+  periods: Period[],
+  rows: ReadingRollupsTable[],
+): Promise<void> {
+  const kept = new Set(rows.map((row) => `${row.device_id}/${row.start}`));
+  for (const period of periods) {
+    if (kept.has(`${period.device_id}/${period.start}`)) continue;
+    await trx
+      .deleteFrom(table)
+      .where('device_id', '=', period.device_id)
+      .where('start', '=', period.start)
+      .execute();
+  }
+  // At most 19 parameters a row: 500 rows stay well under SQLite's 32,766.
+  for (let i = 0; i < rows.length; i += 500) {
+    const chunk = rows.slice(i, i + 500);
+    await trx
+      .insertInto(table)
+      .values(chunk)
+      .onConflict((conflict) =>
+        conflict.columns(['device_id', 'start']).doUpdateSet((eb) => {
+          const set: Record<string, unknown> = { readings: eb.ref('excluded.readings') };
+          for (const value of ROLLUP_VALUES) {
+            for (const part of ['min', 'max', 'sum', 'm2', 'sketch'] as const) {
+              const column = `${value}_${part}` as const;
+              set[column] = eb.ref(`excluded.${column}`);
+            }
+          }
+          return set;
+        }),
+      )
+      .execute();
+  }
+}

@@ -1,0 +1,53 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Engine } from '../db/dialect.js';
+import type { Database } from '../db/tables.js';
+import { foldRollups } from './rollup-fold.js';
+
+/**
+ * Readings one fold step reads at most (a step is one transaction). On SQLite a step runs on the
+ * writer's connection, on the event loop, so it is kept to a few milliseconds (about 10 ms for this
+ * many readings here); between steps the loop is free for requests.
+ */
+export const FOLD_STEP_READINGS = 5_000;
+
+/** The folder job: its stop() waits for the step in progress. */
+export interface RollupFolder {
+  stop(): Promise<void>;
+}
+
+/**
+ * Every `intervalMs`, folds the changed hours into the hour, day and month rollups (rollup-fold.ts)
+ * in steps until none is left, yielding to the event loop between steps. Several processes may run
+ * it on one PostgreSQL database: its advisory lock lets one fold at a time.
+ */
+export function startRollupFolder(
+  db: Kysely<Database>,
+  engine: Engine,
+  intervalMs: number,
+  log: FastifyBaseLogger,
+): RollupFolder {
+  const stopping = new AbortController();
+  const loop = (async () => {
+    while (!stopping.signal.aborted) {
+      try {
+        for (;;) {
+          if (stopping.signal.aborted) return;
+          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS);
+          if (!folded || folded.hours === 0) break;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      } catch (error) {
+        log.error({ err: error }, 'folding the hour, day and month rollups failed; trying again later');
+      }
+      await sleep(intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
+    }
+  })();
+  return {
+    async stop() {
+      stopping.abort();
+      await loop;
+    },
+  };
+}
