@@ -561,12 +561,13 @@ export interface components {
             percentiles?: {
                 [key: string]: number | null;
             };
+            /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
+            approximate?: boolean;
             /**
-             * Format: date-time
-             * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
-             * @example 2026-10-31T00:00:00.000Z
+             * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+             * @example 0.01
              */
-            readings_retained_from?: string;
+            relative_error?: number;
         };
         /** @description One value's statistics in a bucket */
         SeriesValues: {
@@ -1911,6 +1912,8 @@ export interface operations {
                  * @example 5,25,75,95,99
                  */
                 percentiles?: string;
+                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over any range */
+                accuracy?: "exact" | "approx";
                 /** @description One entry per device in the selection */
                 group_by?: "device";
             };
@@ -1966,12 +1969,13 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
+                        approximate?: boolean;
                         /**
-                         * Format: date-time
-                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
-                         * @example 2026-10-31T00:00:00.000Z
+                         * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+                         * @example 0.01
                          */
-                        readings_retained_from?: string;
+                        relative_error?: number;
                     } | {
                         /** @description The device of this entry */
                         device_id: number;
@@ -2028,6 +2032,8 @@ export interface operations {
                  * @example 5,25,75,95,99
                  */
                 percentiles?: string;
+                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over any range */
+                accuracy?: "exact" | "approx";
                 /** @description One entry per device in the selection */
                 group_by?: "device";
             };
@@ -2086,12 +2092,13 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
+                        approximate?: boolean;
                         /**
-                         * Format: date-time
-                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
-                         * @example 2026-10-31T00:00:00.000Z
+                         * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+                         * @example 0.01
                          */
-                        readings_retained_from?: string;
+                        relative_error?: number;
                     } | {
                         /** @description The device of this entry */
                         device_id: number;
