@@ -21,13 +21,20 @@ export interface Folded {
 }
 
 /** Unfolded minutes one fold reads at most (an hour has at most 60). */
-const MAX_MINUTES = 3000;
+const MAX_MINUTES = 1500;
+/**
+ * Hours one fold recomputes at most. Each costs a few hundred microseconds whatever it holds (its
+ * readings' look-up, three sketches, its row, its share of a day's merge): sparse devices, with a
+ * reading or two an hour, would otherwise make one step of thousands of hours.
+ */
+const MAX_HOURS = 100;
 /** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
 const FOLDER_LOCK = 10_010_005;
 
 /**
  * One bounded step of the folder, in one short transaction: the unfolded minutes (oldest device and
- * minute first, through the partial index), grouped into hours until about `maxReadings` readings; each
+ * minute first, through the partial index), grouped into hours until about `maxReadings` readings or
+ * MAX_HOURS hours; each
  * hour recomputed from ITS READINGS (exact moments, a fresh sketch), its day re-merged from its hours
  * and its month from its days; then each minute marked folded only if it still holds the count read
  * (an ingest merged into it meanwhile leaves it unfolded, for the next step). On PostgreSQL only the
@@ -100,7 +107,7 @@ function hoursToFold(minutes: Minute[], maxReadings: number, cut: boolean): Hour
     if (last && last.device_id === minute.device_id && last.start === start) {
       last.minutes.push(minute);
     } else {
-      if (hours.length > 0 && readings >= maxReadings) return hours;
+      if (hours.length >= MAX_HOURS || (hours.length > 0 && readings >= maxReadings)) return hours;
       hours.push({ device_id: minute.device_id, start, minutes: [minute] });
     }
     readings += minute.readings;
