@@ -1,7 +1,14 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { type Engine, rowsAsTable } from '../db/dialect.js';
-import type { Database, ReadingRollupsTable } from '../db/tables.js';
-import { dayUnit, HOUR_MS, monthUnit, type PeriodUnit, type RollupTable } from './rollup-periods.js';
+import type { Database, EpochMs, ReadingRollupsTable } from '../db/tables.js';
+import {
+  dayUnit,
+  HOUR_MS,
+  hourUnit,
+  monthUnit,
+  type PeriodUnit,
+  type RollupTable,
+} from './rollup-periods.js';
 import {
   addReadings,
   addRollupRow,
@@ -37,13 +44,17 @@ const FOLDER_LOCK = 10_010_005;
  * MAX_HOURS hours; each
  * hour recomputed from ITS READINGS (exact moments, a fresh sketch), its day re-merged from its hours
  * and its month from its days; then each minute marked folded only if it still holds the count read
- * (an ingest merged into it meanwhile leaves it unfolded, for the next step). On PostgreSQL only the
+ * (an ingest merged into it meanwhile leaves it unfolded, for the next step). Only hours that ended
+ * (`before`: the start of the current hour) are folded: an hour still being written would be read
+ * again at every step, all of it, while approximate answers read it from the readings, as they read
+ * the partial hours at a range's edges. On PostgreSQL only the
  * holder of the folder's advisory lock folds: `undefined` when another process holds it.
  */
 export async function foldRollups(
   db: Kysely<Database>,
   engine: Engine,
   maxReadings: number,
+  before: EpochMs = hourUnit.floor(Date.now()),
 ): Promise<Folded | undefined> {
   return db.transaction().execute(async (trx) => {
     if (engine === 'postgres') {
@@ -56,6 +67,7 @@ export async function foldRollups(
       .selectFrom('reading_minutes')
       .select(['device_id', 'minute', 'readings'])
       .where('folded', '=', 0)
+      .where('minute', '<', before)
       .orderBy('device_id')
       .orderBy('minute')
       .limit(MAX_MINUTES)
