@@ -31,6 +31,7 @@ import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
 import { closeRedis, connectRedis, firstConnection, redisReady } from './redis/redis-client.js';
 import { createHeavyQueries } from './statistics/heavy-runner.js';
+import type { FoldPlanner } from './statistics/rollup-fold.js';
 import { type RollupFolder, startRollupFolder } from './statistics/rollup-folder.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
@@ -165,7 +166,10 @@ export async function buildApp(
     let folder: RollupFolder | undefined;
     app.addHook('onReady', async () =>
       lifecycle.whenReady(() => {
-        folder = startRollupFolder(db, engine, config.rollupFoldIntervalMs, app.log);
+        // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one writer.
+        const planner: FoldPlanner | undefined =
+          engine === 'sqlite' ? (input) => heavy.run('foldPlan', input) : undefined;
+        folder = startRollupFolder(db, engine, config.rollupFoldIntervalMs, app.log, planner);
       }),
     );
     app.addHook('onClose', async () => folder?.stop());

@@ -3,6 +3,7 @@ import type { EpochMs } from '../db/tables.js';
 import { approxStatistics } from './approx-statistics.js';
 import { readingSeries, type SeriesSelection } from './reading-series.js';
 import { readingStatistics } from './reading-statistics.js';
+import { planFold } from './rollup-fold.js';
 
 /**
  * The queries that may scan many readings, by name. Each takes a Reader and plain data (it crosses
@@ -12,6 +13,9 @@ import { readingStatistics } from './reading-statistics.js';
 export const heavyQueries = {
   statistics: readingStatistics,
   approxStatistics,
+  /** The rollup folder's reads and computing (rollup-fold.ts), off the event loop on SQLite. */
+  foldPlan: (reader: Reader, { maxReadings, before }: { maxReadings: number; before: EpochMs }) =>
+    planFold(reader.db, reader.engine, maxReadings, before),
   series: (
     reader: Reader,
     { selection, boundaries }: { selection: SeriesSelection; boundaries: EpochMs[] },

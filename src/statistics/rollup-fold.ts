@@ -38,24 +38,42 @@ const MAX_HOURS = 100;
 /** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
 const FOLDER_LOCK = 10_010_005;
 
+/** What one fold step writes: the rows of each level (and the periods they replace), and the minutes to mark. */
+export interface FoldPlan {
+  levels: Array<{ table: RollupTable; periods: Period[]; rows: ReadingRollupsTable[] }>;
+  /** device_id, minute, and the count read: marked folded only if it still holds that count. */
+  marks: Array<[number, number, number]>;
+  readings: number;
+}
+
+/** Where a SQLite server plans its folds: a heavy-query worker, off the event loop (heavy-queries.ts). */
+export type FoldPlanner = (input: { maxReadings: number; before: EpochMs }) => Promise<FoldPlan>;
+
 /**
- * One bounded step of the folder, in one short transaction: the unfolded minutes (oldest device and
- * minute first, through the partial index), grouped into hours until about `maxReadings` readings or
- * MAX_HOURS hours; each
- * hour recomputed from ITS READINGS (exact moments, a fresh sketch), its day re-merged from its hours
- * and its month from its days; then each minute marked folded only if it still holds the count read
- * (an ingest merged into it meanwhile leaves it unfolded, for the next step). Only hours that ended
- * (`before`: the start of the current hour) are folded: an hour still being written would be read
- * again at every step, all of it, while approximate answers read it from the readings, as they read
- * the partial hours at a range's edges. On PostgreSQL only the
- * holder of the folder's advisory lock folds: `undefined` when another process holds it.
+ * One bounded step of the folder. Its plan (planFold) reads and computes; applyFold writes, in one
+ * short transaction, and marks each minute folded only if it still holds the count the plan read (an
+ * ingest merged into it meanwhile leaves it unfolded, for the next step). On SQLite with a `planner`,
+ * the plan is made in a worker thread on its own snapshot, and only the writes run on the event loop;
+ * otherwise (PostgreSQL) plan and writes share one transaction, and only the holder of the folder's
+ * advisory lock folds: `undefined` when another process holds it.
  */
 export async function foldRollups(
   db: Kysely<Database>,
   engine: Engine,
   maxReadings: number,
   before: EpochMs = hourUnit.floor(Date.now()),
+  planner?: FoldPlanner,
 ): Promise<Folded | undefined> {
+  const folded = (plan: FoldPlan) => ({
+    hours: plan.levels[0]?.periods.length ?? 0,
+    readings: plan.readings,
+    minutes: plan.marks.length,
+  });
+  if (engine === 'sqlite' && planner) {
+    const plan = await planner({ maxReadings, before });
+    if (plan.marks.length > 0) await db.transaction().execute((trx) => applyFold(trx, engine, plan));
+    return folded(plan);
+  }
   return db.transaction().execute(async (trx) => {
     if (engine === 'postgres') {
       const { rows } = await sql<{
@@ -63,33 +81,67 @@ export async function foldRollups(
       }>`select pg_try_advisory_xact_lock(${FOLDER_LOCK}) as locked`.execute(trx);
       if (!rows[0]?.locked) return undefined;
     }
-    const minutes = await trx
-      .selectFrom('reading_minutes')
-      .select(['device_id', 'minute', 'readings'])
-      .where('folded', '=', 0)
-      .where('minute', '<', before)
-      .orderBy('device_id')
-      .orderBy('minute')
-      .limit(MAX_MINUTES)
-      .execute();
-    const hours = hoursToFold(minutes, maxReadings, minutes.length === MAX_MINUTES);
-    if (hours.length === 0) return { hours: 0, readings: 0, minutes: 0 };
-    const readings = await recomputeHours(trx, engine, hours);
-    const days = await remerge(trx, engine, 'reading_hours', 'reading_days', dayUnit, hours);
-    await remerge(trx, engine, 'reading_days', 'reading_months', monthUnit, days);
-    const marks = hours.flatMap((hour) => hour.minutes.map((m) => [m.device_id, m.minute, m.readings]));
-    await sql`update reading_minutes set folded = 1
-      where folded = 0 and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
-        engine,
-        [
-          ['device_id', 'int'],
-          ['minute', 'int8'],
-          ['readings', 'int'],
-        ],
-        marks,
-      )} as marks)`.execute(trx);
-    return { hours: hours.length, readings, minutes: marks.length };
+    const plan = await planFold(trx, engine, maxReadings, before);
+    if (plan.marks.length > 0) await applyFold(trx, engine, plan);
+    return folded(plan);
   });
+}
+
+/**
+ * The unfolded minutes of hours that ended before `before` (oldest device and minute first, through
+ * the partial index), grouped into hours until about `maxReadings` readings or MAX_HOURS hours; each
+ * hour recomputed from ITS READINGS (exact moments, a fresh sketch), its day re-merged from its hours
+ * and its month from its days. Only hours that ended are folded: an hour still being written would be
+ * read again, all of it, at every step, while approximate answers read it from the readings, as they
+ * read the partial hours at a range's edges.
+ */
+export async function planFold(
+  db: Kysely<Database>,
+  engine: Engine,
+  maxReadings: number,
+  before: EpochMs,
+): Promise<FoldPlan> {
+  const minutes = await db
+    .selectFrom('reading_minutes')
+    .select(['device_id', 'minute', 'readings'])
+    .where('folded', '=', 0)
+    .where('minute', '<', before)
+    .orderBy('device_id')
+    .orderBy('minute')
+    .limit(MAX_MINUTES)
+    .execute();
+  const hours = hoursToFold(minutes, maxReadings, minutes.length === MAX_MINUTES);
+  if (hours.length === 0) return { levels: [], marks: [], readings: 0 };
+  const periods = hours.map(({ device_id, start }) => ({ device_id, start }));
+  const { rows, readings } = await recomputeHours(db, engine, periods);
+  const days = await remerge(db, engine, 'reading_hours', dayUnit, periods, rows);
+  const months = await remerge(db, engine, 'reading_days', monthUnit, days.periods, days.rows);
+  return {
+    levels: [
+      { table: 'reading_hours', periods, rows },
+      { table: 'reading_days', ...days },
+      { table: 'reading_months', ...months },
+    ],
+    marks: hours.flatMap((hour) =>
+      hour.minutes.map((m): [number, number, number] => [m.device_id, m.minute, m.readings]),
+    ),
+    readings,
+  };
+}
+
+/** Writes a plan: each level's rows in place of the periods it replaces, then the marks. */
+export async function applyFold(trx: Transaction<Database>, engine: Engine, plan: FoldPlan): Promise<void> {
+  for (const level of plan.levels) await replaceRollups(trx, level.table, level.periods, level.rows);
+  await sql`update reading_minutes set folded = 1
+    where folded = 0 and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
+      engine,
+      [
+        ['device_id', 'int'],
+        ['minute', 'int8'],
+        ['readings', 'int'],
+      ],
+      plan.marks,
+    )} as marks)`.execute(trx);
 }
 
 interface Minute {
@@ -98,7 +150,7 @@ interface Minute {
   readings: number;
 }
 
-interface Period {
+export interface Period {
   device_id: number;
   start: number;
 }
@@ -128,15 +180,19 @@ function hoursToFold(minutes: Minute[], maxReadings: number, cut: boolean): Hour
   return hours;
 }
 
-/** Recomputes the hours from their readings and stores them; answers how many readings it read. */
-async function recomputeHours(trx: Transaction<Database>, engine: Engine, hours: Period[]): Promise<number> {
+/** The hours recomputed from their readings, and how many readings that read. */
+async function recomputeHours(
+  db: Kysely<Database>,
+  engine: Engine,
+  hours: Period[],
+): Promise<{ rows: ReadingRollupsTable[]; readings: number }> {
   const { rows } = await sql<{ device_id: number; start: number; x: number; y: number; z: number }>`
     select periods.device_id, periods.start, data.x, data.y, data.z
     from ${periodsTable(engine, hours, () => HOUR_MS)} as periods
     cross join data
     where data.device_id = periods.device_id
       and data.created_at >= periods.start and data.created_at < periods.until
-    order by 1, 2`.execute(trx);
+    order by 1, 2`.execute(db);
   const byHour = new Map<string, { period: Period; values: Record<'x' | 'y' | 'z', number[]> }>();
   for (const row of rows) {
     const key = `${row.device_id}/${row.start}`;
@@ -154,42 +210,46 @@ async function recomputeHours(trx: Transaction<Database>, engine: Engine, hours:
     const row = rollupRow(period, (summary, value) => addReadings(summary, values[value]));
     return row ? [row] : [];
   });
-  await replaceRollups(trx, 'reading_hours', hours, stored);
-  return rows.length;
+  return { rows: stored, readings: rows.length };
 }
 
 /**
- * The `to` periods holding the `from` periods given, each merged again from all its `from` rows
- * (a day from its hours, a month from its days); answers the periods it merged.
+ * The periods of `unit` holding the `children` given, each merged again from all its children: those
+ * stored in `from`, with the `fresh` rows of this plan in place of the children it recomputed (a day
+ * from its hours, a month from its days).
  */
 async function remerge(
-  trx: Transaction<Database>,
+  db: Kysely<Database>,
   engine: Engine,
   from: RollupTable,
-  to: RollupTable,
   unit: PeriodUnit,
   children: Period[],
-): Promise<Period[]> {
+  fresh: ReadingRollupsTable[],
+): Promise<{ periods: Period[]; rows: ReadingRollupsTable[] }> {
+  const key = (deviceId: number, start: number) => `${deviceId}/${start}`;
   const parents = new Map<string, Period>();
   for (const child of children) {
     const start = unit.floor(child.start);
-    parents.set(`${child.device_id}/${start}`, { device_id: child.device_id, start });
+    parents.set(key(child.device_id, start), { device_id: child.device_id, start });
   }
   const periods = [...parents.values()];
-  const { rows } = await sql<RollupRow & { parent: number }>`
-    select periods.start as parent, r.*
+  const { rows } = await sql<RollupRow>`
+    select r.*
     from ${periodsTable(engine, periods, (start) => unit.next(start) - start)} as periods
     cross join ${sql.table(from)} as r
     where r.device_id = periods.device_id and r.start >= periods.start and r.start < periods.until`.execute(
-    trx,
+    db,
   );
+  const replaced = new Set(children.map((child) => key(child.device_id, child.start)));
   const byParent = new Map<string, RollupRow[]>();
-  for (const row of rows) {
-    const key = `${row.device_id}/${Number(row.parent)}`;
-    byParent.set(key, [...(byParent.get(key) ?? []), row]);
-  }
+  const add = (row: RollupRow) => {
+    const parent = key(row.device_id, unit.floor(Number(row.start)));
+    byParent.set(parent, [...(byParent.get(parent) ?? []), row]);
+  };
+  for (const row of rows) if (!replaced.has(key(row.device_id, Number(row.start)))) add(row);
+  for (const row of fresh) add(row);
   const merged = periods.flatMap((period) => {
-    const parts = byParent.get(`${period.device_id}/${period.start}`);
+    const parts = byParent.get(key(period.device_id, period.start));
     const row =
       parts &&
       rollupRow(period, (summary, value) => {
@@ -197,8 +257,7 @@ async function remerge(
       });
     return row ? [row] : [];
   });
-  await replaceRollups(trx, to, periods, merged);
-  return periods;
+  return { periods, rows: merged };
 }
 
 /** Periods as a relation (device_id, start, until), for a join driven by the rollups' keys. */
@@ -255,7 +314,13 @@ async function replaceRollups(
   }
   // At most 19 parameters a row: 500 rows stay well under SQLite's 32,766.
   for (let i = 0; i < rows.length; i += 500) {
-    const chunk = rows.slice(i, i + 500);
+    // A plan made in a worker thread arrives with its sketches as plain Uint8Arrays; the drivers bind Buffers.
+    const chunk = rows.slice(i, i + 500).map((row) => ({
+      ...row,
+      x_sketch: asBuffer(row.x_sketch),
+      y_sketch: asBuffer(row.y_sketch),
+      z_sketch: asBuffer(row.z_sketch),
+    }));
     await trx
       .insertInto(table)
       .values(chunk)
@@ -274,3 +339,6 @@ async function replaceRollups(
       .execute();
   }
 }
+
+const asBuffer = (bytes: Uint8Array) =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -3,12 +3,11 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
-import { foldRollups } from './rollup-fold.js';
+import { type FoldPlanner, foldRollups } from './rollup-fold.js';
 
 /**
- * Readings one fold step reads at most (a step is one transaction). On SQLite a step runs on the
- * writer's connection, on the event loop, so it is kept to a few milliseconds (about 10 ms for this
- * many readings here); between steps the loop is free for requests.
+ * Readings one fold step reads at most (a step is one short write transaction). On SQLite the reading
+ * and computing run in a heavy-query worker (`planner`), and only the writes on the event loop.
  */
 export const FOLD_STEP_READINGS = 5_000;
 
@@ -27,6 +26,7 @@ export function startRollupFolder(
   engine: Engine,
   intervalMs: number,
   log: FastifyBaseLogger,
+  planner?: FoldPlanner,
 ): RollupFolder {
   const stopping = new AbortController();
   const loop = (async () => {
@@ -34,7 +34,7 @@ export function startRollupFolder(
       try {
         for (;;) {
           if (stopping.signal.aborted) return;
-          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS);
+          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS, undefined, planner);
           if (!folded || folded.hours === 0) break;
           await new Promise((resolve) => setImmediate(resolve));
         }

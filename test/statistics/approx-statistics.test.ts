@@ -288,3 +288,39 @@ onEachEngine(
   },
   { ROLLUP_FOLD_INTERVAL_MS: '0' },
 );
+
+onEachEngine(
+  'the rollup folder of the running service',
+  (h: Harness) => {
+    it('folds what ingest marks, by itself, off the event loop on SQLite (a heavy-query worker plans)', async () => {
+      const device = await h.createDevice();
+      const at = Date.UTC(2026, 2, 3, 10, 17);
+      const readings = Array.from({ length: 2000 }, (_, i) => ({
+        device_id: device,
+        x: value(i, 5),
+        y: i,
+        z: -i,
+        timestamp: new Date(at + i * 97_000).toISOString(),
+      }));
+      assert.equal((await h.post('/data/', readings)).statusCode, 200);
+      for (let waited = 0; (await unfoldedMinutes(h)) > 0; waited += 100) {
+        assert.ok(waited < 30_000, 'the folder did not catch up within 30 s');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const hours = await h.db.selectFrom('reading_hours').select('readings').execute();
+      assert.equal(
+        hours.reduce((sum, hour) => sum + Number(hour.readings), 0),
+        readings.length,
+      );
+      const answer = await h.get(
+        `/analyze_statistics/?attr=x&accuracy=approx&percentiles=50&device_id=${device}`,
+      );
+      assertApprox(
+        answer.json(),
+        readings.map((r) => r.x),
+        [50],
+      );
+    });
+  },
+  { ROLLUP_FOLD_INTERVAL_MS: '50' },
+);
