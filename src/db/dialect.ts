@@ -183,3 +183,19 @@ export async function moveIdSequencePast(
       where format('%I.%I', schemaname, sequencename) = pg_get_serial_sequence(${table}, 'id')
     )`.execute(db);
 }
+
+/**
+ * `table as alias`, read through `index` on SQLite (INDEXED BY): where two indexes serve a condition
+ * alike, SQLite's planner, without statistics, may take the larger one (the primary key of all the
+ * minutes rather than the partial index of the few unfolded ones: 1.5 s instead of milliseconds over
+ * 5M minutes). PostgreSQL's planner chooses by its statistics.
+ */
+export function throughIndex(
+  engine: Engine,
+  table: string,
+  alias: string,
+  index: string,
+): RawBuilder<unknown> {
+  const from = sql`${sql.table(table)} as ${sql.ref(alias)}`;
+  return engine === 'sqlite' ? sql`${from} indexed by ${sql.ref(index)}` : from;
+}

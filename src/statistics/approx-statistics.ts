@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { rowsAsTable } from '../db/dialect.js';
+import { rowsAsTable, throughIndex } from '../db/dialect.js';
 import type { Reader } from '../db/reader.js';
 import { readingStatistics, type StatisticsGroup, type StatisticsRequest } from './reading-statistics.js';
 import { decompose, HOUR_MS, type Interval, type Pieces, type RollupTable } from './rollup-periods.js';
@@ -50,7 +50,7 @@ export async function approxStatistics(
   ).rows;
   const unfolded = await sql<{ device_id: number; hour: number; readings: number }>`
     select m.device_id, m.minute - ((m.minute % ${HOUR_MS}) + ${HOUR_MS}) % ${HOUR_MS} as hour, sum(m.readings) as readings
-    from devices cross join reading_minutes as m
+    from devices cross join ${throughIndex(engine, 'reading_minutes', 'm', 'reading_minutes_unfolded')}
     where ${deviceFilter} and m.device_id = devices.id and m.folded = 0
       and m.minute >= ${Number.isFinite(from) ? from - HOUR_MS : -FAR} and m.minute < ${Number.isFinite(to) ? to : FAR}
     group by 1, 2`.execute(db);
