@@ -1,0 +1,68 @@
+import { sql, type Transaction } from 'kysely';
+import { type Engine, rowsAsTable } from '../db/dialect.js';
+import type { Database, ReadingRollupsTable } from '../db/tables.js';
+import type { FoldPlan, Period } from './rollup-fold.js';
+import type { RollupTable } from './rollup-periods.js';
+import { ROLLUP_VALUES } from './rollup-values.js';
+
+/** Writes a plan: each level's rows in place of the periods it replaces, then the marks. */
+export async function applyFold(trx: Transaction<Database>, engine: Engine, plan: FoldPlan): Promise<void> {
+  for (const level of plan.levels) await replaceRollups(trx, level.table, level.periods, level.rows);
+  await sql`update reading_minutes set folded = 1
+    where folded = 0 and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
+      engine,
+      [
+        ['device_id', 'int'],
+        ['minute', 'int8'],
+        ['readings', 'int'],
+      ],
+      plan.marks,
+    )} as marks)`.execute(trx);
+}
+
+/** Stores the rows of `periods` that have readings and removes those that have none any more. */
+async function replaceRollups(
+  trx: Transaction<Database>,
+  table: RollupTable,
+  periods: Period[],
+  rows: ReadingRollupsTable[],
+): Promise<void> {
+  const kept = new Set(rows.map((row) => `${row.device_id}/${row.start}`));
+  for (const period of periods) {
+    if (kept.has(`${period.device_id}/${period.start}`)) continue;
+    await trx
+      .deleteFrom(table)
+      .where('device_id', '=', period.device_id)
+      .where('start', '=', period.start)
+      .execute();
+  }
+  // At most 19 parameters a row: 500 rows stay well under SQLite's 32,766.
+  for (let i = 0; i < rows.length; i += 500) {
+    // A plan made in a worker thread arrives with its sketches as plain Uint8Arrays; the drivers bind Buffers.
+    const chunk = rows.slice(i, i + 500).map((row) => ({
+      ...row,
+      x_sketch: asBuffer(row.x_sketch),
+      y_sketch: asBuffer(row.y_sketch),
+      z_sketch: asBuffer(row.z_sketch),
+    }));
+    await trx
+      .insertInto(table)
+      .values(chunk)
+      .onConflict((conflict) =>
+        conflict.columns(['device_id', 'start']).doUpdateSet((eb) => {
+          const set: Record<string, unknown> = { readings: eb.ref('excluded.readings') };
+          for (const value of ROLLUP_VALUES) {
+            for (const part of ['min', 'max', 'sum', 'm2', 'sketch'] as const) {
+              const column = `${value}_${part}` as const;
+              set[column] = eb.ref(`excluded.${column}`);
+            }
+          }
+          return set;
+        }),
+      )
+      .execute();
+  }
+}
+
+const asBuffer = (bytes: Uint8Array) =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
