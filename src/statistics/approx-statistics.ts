@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
-import { rowsAsTable, throughIndex } from '../db/dialect.js';
+import { throughIndex } from '../db/dialect.js';
 import type { Reader } from '../db/reader.js';
+import { type DeviceRange, inRanges, rangeGroups } from './device-ranges.js';
 import { readingStatistics, type StatisticsGroup, type StatisticsRequest } from './reading-statistics.js';
 import { decompose, HOUR_MS, type Interval, type Pieces, type RollupTable } from './rollup-periods.js';
 import {
@@ -28,7 +29,7 @@ const FAR = 9e15;
  * days and hours from the rollups (rollup-periods.ts decompose), where they are folded, and the rest
  * (the partial hours at its edges, and the hours with unfolded minutes) from the readings; the parts
  * are merged in JavaScript (parallel variance, sketch bins), here in a heavy-query worker or, on
- * PostgreSQL, in the process. Each level is one query joined on the rollups' key.
+ * PostgreSQL, in the process. Each level is one query of index range scans (device-ranges.ts).
  */
 export async function approxStatistics(
   reader: Reader,
@@ -80,27 +81,26 @@ export async function approxStatistics(
     return group[attr];
   };
   for (const table of ['reading_months', 'reading_days', 'reading_hours'] as const) {
-    const ranges = rangesOf(pieces, table);
-    if (ranges.length === 0) continue;
-    const { rows } = await sql<RollupRow>`
-      select r.device_id, r.readings, ${sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)))}
-      from ${rowsAsTable(engine, RANGE_COLUMNS, ranges)} as ranges
-      cross join ${sql.table(table)} as r
-      where r.device_id = ranges.device_id and r.start >= ranges.from_time and r.start < ranges.to_time`.execute(
-      db,
-    );
-    for (const row of rows) {
-      for (const attr of request.attrs) addRollupRow(summaryOf(row.device_id, attr), row, attr);
+    for (const group of rangeGroups(rangesOf(pieces, table))) {
+      const { rows } = await sql<RollupRow>`
+        select device_id, readings, ${sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)))}
+        from ${sql.table(table)}
+        where ${inRanges(sql.ref('device_id'), sql.ref('start'), group)}`.execute(db);
+      for (const row of rows) {
+        for (const attr of request.attrs) addRollupRow(summaryOf(row.device_id, attr), row, attr);
+      }
     }
   }
   const ranges = rangesOf(pieces, 'readings');
   if (ranges.length > 0) {
-    const { rows } = await sql<{ device_id: number } & Record<Attribute, number>>`
-      select data.device_id, ${sql.join(request.attrs.map((attr) => sql.ref(`data.${attr}`)))}
-      from ${rowsAsTable(engine, RANGE_COLUMNS, ranges)} as ranges
-      cross join data
-      where data.device_id = ranges.device_id
-        and data.created_at >= ranges.from_time and data.created_at < ranges.to_time`.execute(db);
+    const rows: Array<{ device_id: number } & Record<Attribute, number>> = [];
+    for (const group of rangeGroups(ranges)) {
+      const read = await sql<{ device_id: number } & Record<Attribute, number>>`
+        select device_id, ${sql.join(request.attrs.map((attr) => sql.ref(attr)))}
+        from data
+        where ${inRanges(sql.ref('device_id'), sql.ref('created_at'), group)}`.execute(db);
+      rows.push(...read.rows);
+    }
     const byDevice = new Map<number, Record<Attribute, number[]>>();
     for (const row of rows) {
       let values = byDevice.get(row.device_id);
@@ -121,22 +121,19 @@ export async function approxStatistics(
   return request.groupByDevice || answers.length > 0 ? answers : [toGroup(null, {}, request)];
 }
 
-const RANGE_COLUMNS = [
-  ['device_id', 'int'],
-  ['from_time', 'int8'],
-  ['to_time', 'int8'],
-] as const;
-
 /** Each device's intervals of one level, as rows (device_id, from_time, to_time) with open ends made far. */
-function rangesOf(pieces: ReadonlyArray<readonly [number, Pieces]>, level: RollupTable | 'readings') {
+function rangesOf(
+  pieces: ReadonlyArray<readonly [number, Pieces]>,
+  level: RollupTable | 'readings',
+): DeviceRange[] {
   const bound = (t: number) => Math.max(-FAR, Math.min(FAR, t));
   return pieces.flatMap(([deviceId, of]) =>
-    of[level].map(([start, end]: Interval) => [deviceId, bound(start), bound(end)]),
+    of[level].map(([start, end]: Interval): DeviceRange => [deviceId, bound(start), bound(end)]),
   );
 }
 
 function rollupColumns(attr: Attribute) {
-  return ['min', 'max', 'sum', 'm2', 'sketch'].map((part) => sql.ref(`r.${attr}_${part}`));
+  return ['min', 'max', 'sum', 'm2', 'sketch'].map((part) => sql.ref(`${attr}_${part}`));
 }
 
 function toGroup(

@@ -15,7 +15,7 @@ export const heavyQueries = {
   approxStatistics,
   /** The rollup folder's reads and computing (rollup-fold.ts), off the event loop on SQLite. */
   foldPlan: (reader: Reader, { maxReadings, before }: { maxReadings: number; before: EpochMs }) =>
-    planFold(reader.db, reader.engine, maxReadings, before),
+    planFold(reader.db, maxReadings, before),
   series: (
     reader: Reader,
     { selection, boundaries }: { selection: SeriesSelection; boundaries: EpochMs[] },

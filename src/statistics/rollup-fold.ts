@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
-import { type Engine, rowsAsTable } from '../db/dialect.js';
+import type { Engine } from '../db/dialect.js';
 import type { Database, EpochMs, ReadingRollupsTable } from '../db/tables.js';
+import { inRanges, rangeGroups } from './device-ranges.js';
 import {
   dayUnit,
   HOUR_MS,
@@ -82,7 +83,7 @@ export async function foldRollups(
       }>`select pg_try_advisory_xact_lock(${FOLDER_LOCK}) as locked`.execute(trx);
       if (!rows[0]?.locked) return undefined;
     }
-    const plan = await planFold(trx, engine, maxReadings, before);
+    const plan = await planFold(trx, maxReadings, before);
     if (plan.marks.length > 0) await applyFold(trx, engine, plan);
     return folded(plan);
   });
@@ -98,7 +99,6 @@ export async function foldRollups(
  */
 export async function planFold(
   db: Kysely<Database>,
-  engine: Engine,
   maxReadings: number,
   before: EpochMs,
 ): Promise<FoldPlan> {
@@ -114,9 +114,9 @@ export async function planFold(
   const hours = hoursToFold(minutes, maxReadings, minutes.length === MAX_MINUTES);
   if (hours.length === 0) return { levels: [], marks: [], readings: 0 };
   const periods = hours.map(({ device_id, start }) => ({ device_id, start }));
-  const { rows, readings } = await recomputeHours(db, engine, periods);
-  const days = await remerge(db, engine, 'reading_hours', dayUnit, periods, rows);
-  const months = await remerge(db, engine, 'reading_days', monthUnit, days.periods, days.rows);
+  const { rows, readings } = await recomputeHours(db, periods);
+  const days = await remerge(db, 'reading_hours', dayUnit, periods, rows);
+  const months = await remerge(db, 'reading_days', monthUnit, days.periods, days.rows);
   return {
     levels: [
       { table: 'reading_hours', periods, rows },
@@ -169,16 +169,15 @@ function hoursToFold(minutes: Minute[], maxReadings: number, cut: boolean): Hour
 /** The hours recomputed from their readings, and how many readings that read. */
 async function recomputeHours(
   db: Kysely<Database>,
-  engine: Engine,
   hours: Period[],
 ): Promise<{ rows: ReadingRollupsTable[]; readings: number }> {
-  const { rows } = await sql<{ device_id: number; start: number; x: number; y: number; z: number }>`
-    select periods.device_id, periods.start, data.x, data.y, data.z
-    from ${periodsTable(engine, hours, () => HOUR_MS)} as periods
-    cross join data
-    where data.device_id = periods.device_id
-      and data.created_at >= periods.start and data.created_at < periods.until
-    order by 1, 2`.execute(db);
+  const rows: Array<{ device_id: number; start: number; x: number; y: number; z: number }> = [];
+  for (const group of rangeGroups(hours.map((h) => [h.device_id, h.start, h.start + HOUR_MS]))) {
+    const read = await sql<{ device_id: number; created_at: number; x: number; y: number; z: number }>`
+      select device_id, created_at, x, y, z from data
+      where ${inRanges(sql.ref('device_id'), sql.ref('created_at'), group)}`.execute(db);
+    for (const row of read.rows) rows.push({ ...row, start: hourUnit.floor(Number(row.created_at)) });
+  }
   const byHour = new Map<string, { period: Period; values: Record<'x' | 'y' | 'z', number[]> }>();
   for (const row of rows) {
     const key = `${row.device_id}/${row.start}`;
@@ -206,7 +205,6 @@ async function recomputeHours(
  */
 async function remerge(
   db: Kysely<Database>,
-  engine: Engine,
   from: RollupTable,
   unit: PeriodUnit,
   children: Period[],
@@ -219,13 +217,13 @@ async function remerge(
     parents.set(key(child.device_id, start), { device_id: child.device_id, start });
   }
   const periods = [...parents.values()];
-  const { rows } = await sql<RollupRow>`
-    select r.*
-    from ${periodsTable(engine, periods, (start) => unit.next(start) - start)} as periods
-    cross join ${sql.table(from)} as r
-    where r.device_id = periods.device_id and r.start >= periods.start and r.start < periods.until`.execute(
-    db,
-  );
+  const rows: RollupRow[] = [];
+  for (const group of rangeGroups(periods.map((p) => [p.device_id, p.start, unit.next(p.start)]))) {
+    const read = await sql<RollupRow>`
+      select * from ${sql.table(from)}
+      where ${inRanges(sql.ref('device_id'), sql.ref('start'), group)}`.execute(db);
+    rows.push(...read.rows);
+  }
   const replaced = new Set(children.map((child) => key(child.device_id, child.start)));
   const byParent = new Map<string, RollupRow[]>();
   const add = (row: RollupRow) => {
@@ -244,19 +242,6 @@ async function remerge(
     return row ? [row] : [];
   });
   return { periods, rows: merged };
-}
-
-/** Periods as a relation (device_id, start, until), for a join driven by the rollups' keys. */
-function periodsTable(engine: Engine, periods: Period[], length: (start: number) => number) {
-  return rowsAsTable(
-    engine,
-    [
-      ['device_id', 'int'],
-      ['start', 'int8'],
-      ['until', 'int8'],
-    ],
-    periods.map((p) => [p.device_id, p.start, p.start + length(p.start)]),
-  );
 }
 
 /** One rollup row of a period, each value's summary filled by `fill`; none for a period without readings. */
