@@ -60,9 +60,12 @@ async function load(db: Kysely<Database>, engine: 'sqlite' | 'postgres'): Promis
       from (${series}) as n cross join devices as d where d.id = ${d}`.execute(db);
     log(`  device ${d}: ${perDevice.toLocaleString('en-US')} readings`);
   }
-  await sql`insert into reading_minutes (device_id, minute, readings, x_min, x_max, x_sum, y_min, y_max, y_sum, z_min, z_max, z_sum)
-    select device_id, created_at - created_at % 60000, count(*), min(x), max(x), sum(x), min(y), max(y), sum(y), min(z), max(z), sum(z)
-    from data group by 1, 2`.execute(db);
+  // One device per statement, each well within the driver's 25 s limit on any answer.
+  for (let d = 1; d <= DEVICES; d++) {
+    await sql`insert into reading_minutes (device_id, minute, readings, x_min, x_max, x_sum, y_min, y_max, y_sum, z_min, z_max, z_sum)
+      select device_id, created_at - created_at % 60000, count(*), min(x), max(x), sum(x), min(y), max(y), sum(y), min(z), max(z), sum(z)
+      from data where device_id = ${d} group by 1, 2`.execute(db);
+  }
   if (engine === 'postgres') await sql`analyze`.execute(db);
 }
 
@@ -139,6 +142,9 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
             `${Math.round(ROWS / seconds).toLocaleString('en-US')} readings/s; /health meanwhile (${health.length} requests): ` +
             `p50 ${percentileOf(health, 50).toFixed(1)} ms, p99 ${percentileOf(health, 99).toFixed(1)} ms, max ${Math.max(...health).toFixed(1)} ms`,
         );
+      // As autovacuum would after the backlog: statistics that say most minutes are folded, so that
+      // the planner reads the few unfolded ones through their partial index.
+      if (engine === 'postgres') await sql`analyze reading_minutes`.execute(opened.db);
       const ragged = `start_date=${new Date(START + 17 * 86_400_000 + 3 * 3_600_000 + 7 * 60_000 + 13_000).toISOString()}&end_date=${new Date(START + YEAR_MS - 11 * 86_400_000 - 5 * 3_600_000 - 123_456).toISOString()}`;
       const scenarios = [
         ['all devices, the year', ''],
