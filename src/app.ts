@@ -168,7 +168,7 @@ export async function buildApp(
       lifecycle.whenReady(() => {
         // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one writer.
         const planner: FoldPlanner | undefined =
-          engine === 'sqlite' ? (input) => heavy.run('foldPlan', input) : undefined;
+          engine === 'sqlite' ? (input) => heavy.background('foldPlan', input) : undefined;
         folder = startRollupFolder(db, engine, config.rollupFoldIntervalMs, app.log, planner);
       }),
     );

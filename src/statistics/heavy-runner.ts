@@ -29,6 +29,12 @@ export interface HeavyQuerySettings {
  */
 export interface HeavyQueries {
   run<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
+  /**
+   * A task of the service's own (the rollup folder's plan, one at a time): on the same threads and
+   * with the same deadline, but outside the bounds on requests, so that it never takes a request's
+   * place in the queue nor makes one a 503.
+   */
+  background<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
   close(): Promise<void>;
 }
 
@@ -89,6 +95,14 @@ export function createHeavyQueries(
       } finally {
         counts();
       }
+    },
+    async background(name, input) {
+      const output = await engine.execute(
+        { name, input },
+        AbortSignal.timeout(settings.timeoutMs),
+        settings.timeoutMs,
+      );
+      return output as HeavyOutput<typeof name>;
     },
     async close() {
       queue.clear();
