@@ -5,8 +5,8 @@ import * as initialSchema from './migrations/0001-initial-schema.js';
 import * as deviceIngestTokens from './migrations/0002-device-ingest-tokens.js';
 import * as readingMinutes from './migrations/0003-reading-minutes.js';
 import * as idempotencyKeys from './migrations/0004-idempotency-keys.js';
-import * as readingRollups from './migrations/0005-reading-rollups.js';
 import * as timePartitions from './migrations/0006-time-partitions.js';
+import * as readingRollups from './migrations/0007-reading-rollups.js';
 
 /** Listed here rather than read from disk, so the same list serves tsx, the build and the tests. */
 const migrations: Record<string, Migration> = {
@@ -14,8 +14,8 @@ const migrations: Record<string, Migration> = {
   '0002-device-ingest-tokens': deviceIngestTokens,
   '0003-reading-minutes': readingMinutes,
   '0004-idempotency-keys': idempotencyKeys,
-  '0005-reading-rollups': readingRollups,
   '0006-time-partitions': timePartitions,
+  '0007-reading-rollups': readingRollups,
 };
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { Kysely } from 'kysely';
 import * as readingMinutes from '../../src/db/migrations/0003-reading-minutes.js';
-import * as readingRollups from '../../src/db/migrations/0005-reading-rollups.js';
+import * as readingRollups from '../../src/db/migrations/0007-reading-rollups.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 import { assertRollupsMatchReadings } from '../helpers/rollups.js';
 
@@ -74,7 +74,7 @@ onEachEngine('per-minute rollups', (h: Harness) => {
       timestamp: new Date(at + i * 1000).toISOString(),
     }));
     assert.equal((await h.post('/data/', huge)).statusCode, 200);
-    // Migration 0005 builds on this table: undone first, and redone after.
+    // Migration 0007 builds on this table: undone first, and redone after.
     await readingRollups.down(db);
     await readingMinutes.down(db);
     await readingMinutes.up(db);

@@ -561,6 +561,12 @@ export interface components {
             percentiles?: {
                 [key: string]: number | null;
             };
+            /**
+             * Format: date-time
+             * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+             * @example 2026-10-31T00:00:00.000Z
+             */
+            readings_retained_from?: string;
             /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
             approximate?: boolean;
             /**
@@ -1969,6 +1975,12 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /**
+                         * Format: date-time
+                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+                         * @example 2026-10-31T00:00:00.000Z
+                         */
+                        readings_retained_from?: string;
                         /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
                         approximate?: boolean;
                         /**
@@ -2092,6 +2104,12 @@ export interface operations {
                         percentiles?: {
                             [key: string]: number | null;
                         };
+                        /**
+                         * Format: date-time
+                         * @description With RETENTION_DAYS, when the range starts before it: the readings before this time have been removed, and the statistics cover those kept (the series still charts the removed days from rollups)
+                         * @example 2026-10-31T00:00:00.000Z
+                         */
+                        readings_retained_from?: string;
                         /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
                         approximate?: boolean;
                         /**

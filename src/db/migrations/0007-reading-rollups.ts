@@ -13,6 +13,9 @@ import { engineOf } from '../dialect.js';
  * from the mean (`m2`, merged with the parallel-variance formula) and a DDSketch of the values
  * (statistics/value-sketch.ts), in binary. Times are UTC epoch ms of the period's start.
  *
+ * After 0006, which rebuilds `reading_minutes` partitioned on PostgreSQL: the column and the partial
+ * index are added to the partitioned table, so every partition (made later too) has them.
+ *
  * No backfill is written here: the minutes stored before this migration start unfolded (the column's
  * default), so the folder catches up on them in the background, and the migration is two DDL
  * statements whatever the size of the database. Until then approximate answers read those hours from
