@@ -8,7 +8,7 @@ import { type Kysely, type RawBuilder, sql } from 'kysely';
  * by scope.
  */
 const REFERENCE_TABLES = ['users', 'devices', 'revoked_tokens'] as const;
-const BY_DEVICE = ['data', 'reading_minutes'] as const;
+const BY_DEVICE = ['data', 'reading_minutes', 'reading_hours', 'reading_days', 'reading_months'] as const;
 const BY_COLUMN = [['idempotency_keys', 'scope']] as const;
 
 /** pg_advisory_lock's key: one process at a time distributes (several may start at once). */
