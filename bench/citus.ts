@@ -23,7 +23,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { adminQuery, adminRows } from './admin.js';
 import { createDevice, probePost, timedGet } from './api.js';
-import { freePort, runVisible, startChild, stopAllChildren, stopChild, waitUntilReady } from './processes.js';
+import {
+  freePort,
+  runVisible,
+  serverEnvironment,
+  startChild,
+  stopAllChildren,
+  stopChild,
+  waitUntilReady,
+} from './processes.js';
 import { makeReadings, median } from './readings.js';
 import { checkWrk, runWrk, writeWrkScript } from './wrk.js';
 
@@ -203,15 +211,7 @@ async function oneRun(target: Target, round: number, dir: string): Promise<RunRe
   const base = `http://127.0.0.1:${port}`;
   const child = startChild(process.execPath, [join('dist', 'src', 'cli', 'main.js'), 'serve'], {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: url,
-      DATA_DIR: join(dir, 'data'),
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      JWT_SECRET: 'bench-secret-that-is-at-least-32-bytes-long!',
-    },
+    env: serverEnvironment(url, port, dir),
   });
   try {
     await waitUntilReady(`${base}/ready`, child, 60_000);

@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevice } from './api.js';
-import { freePort, runVisible, startChild, stopAllChildren, stopChild, waitUntilReady } from './processes.js';
+import {
+  freePort,
+  runVisible,
+  serverEnvironment,
+  startChild,
+  stopAllChildren,
+  stopChild,
+  waitUntilReady,
+} from './processes.js';
 import { checkWrk, luaString, runWrk, writeLua } from './wrk.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -58,15 +66,7 @@ async function main(): Promise<void> {
   const databaseUrl = process.env.BENCH_DATABASE_URL ?? `sqlite:${join(dir, 'bench.db')}`;
   const child = startChild(process.execPath, [join('dist', 'src', 'cli', 'main.js'), 'serve'], {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      DATA_DIR: join(dir, 'data'),
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      JWT_SECRET: 'bench-secret-that-is-at-least-32-bytes-long!',
-    },
+    env: serverEnvironment(databaseUrl, port, dir),
   });
   const runs: Record<'plain' | 'keyed', { rps: number; p99: number }[]> = { plain: [], keyed: [] };
   try {

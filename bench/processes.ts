@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Every child this bench starts, so that all of them are stopped at the end, on error or on Ctrl-C. */
@@ -189,4 +190,17 @@ export class RssSampler {
       vmHwmCoversIngestOnly: this.#hwmReset,
     };
   }
+}
+
+/** The environment of a bench's server (`statistics serve`): its database, a port on 127.0.0.1, quiet logs. */
+export function serverEnvironment(databaseUrl: string, port: number, dir: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    DATA_DIR: join(dir, 'data'),
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    JWT_SECRET: 'bench-secret-that-is-at-least-32-bytes-long!',
+  };
 }

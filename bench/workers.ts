@@ -12,7 +12,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { adminQuery } from './admin.js';
 import { createDevice } from './api.js';
-import { freePort, runVisible, startChild, stopAllChildren, stopChild, waitUntilReady } from './processes.js';
+import {
+  freePort,
+  runVisible,
+  serverEnvironment,
+  startChild,
+  stopAllChildren,
+  stopChild,
+  waitUntilReady,
+} from './processes.js';
 import { checkWrk, runWrk, writeWrkScript } from './wrk.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -38,15 +46,7 @@ async function oneRun(workers: number, dir: string): Promise<{ rps: number; p99:
     [join('dist', 'src', 'cli', 'main.js'), 'serve', '--workers', String(workers)],
     {
       cwd: ROOT,
-      env: {
-        ...process.env,
-        DATABASE_URL: url.toString(),
-        DATA_DIR: join(dir, 'data'),
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        LOG_LEVEL: 'warn',
-        JWT_SECRET: 'bench-secret-that-is-at-least-32-bytes-long!',
-      },
+      env: serverEnvironment(url.toString(), port, dir),
     },
   );
   try {

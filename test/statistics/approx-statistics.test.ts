@@ -2,15 +2,9 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { foldRollups } from '../../src/statistics/rollup-fold.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { asReadings, type Point } from '../helpers/series-reference.js';
 
 type Axis = 'x' | 'y' | 'z';
-interface Posted {
-  device: number;
-  x: number;
-  y: number;
-  z: number;
-  at: number;
-}
 
 const ERROR = 0.01;
 const DAY = 86_400_000;
@@ -83,27 +77,18 @@ async function unfoldedMinutes(h: Harness): Promise<number> {
 onEachEngine(
   'statistics with accuracy=approx',
   (h: Harness) => {
-    const posted: Posted[] = [];
+    const posted: Point[] = [];
     let owner: { id: number; token: string };
     let devices: number[];
-    const post = async (readings: Posted[]) => {
+    const post = async (readings: Point[]) => {
       for (let i = 0; i < readings.length; i += 5000) {
         const chunk = readings.slice(i, i + 5000);
-        const response = await h.post(
-          '/data/',
-          chunk.map((r) => ({
-            device_id: r.device,
-            x: r.x,
-            y: r.y,
-            z: r.z,
-            timestamp: new Date(r.at).toISOString(),
-          })),
-        );
+        const response = await h.post('/data/', asReadings(chunk));
         assert.equal(response.statusCode, 200, response.body);
       }
       posted.push(...readings);
     };
-    const values = (axis: Axis, keep: (p: Posted) => boolean = () => true) =>
+    const values = (axis: Axis, keep: (p: Point) => boolean = () => true) =>
       posted.filter(keep).map((p) => p[axis]);
     const get = async (query: string, path = '/analyze_statistics/') => {
       const response = await h.get(`${path}?${query}`);
@@ -116,7 +101,7 @@ onEachEngine(
       devices = [await h.createDevice(owner.token, 'a'), await h.createDevice(owner.token, 'b')];
       // Two devices over 75 days (three calendar months), one reading every ~17 minutes each, posted
       // out of order.
-      const readings: Posted[] = [];
+      const readings: Point[] = [];
       devices.forEach((device, d) => {
         for (let i = 0; i < 6400; i++) {
           readings.push({
@@ -142,7 +127,7 @@ onEachEngine(
       const to = START + 61 * DAY + 7_654_321;
       const query = `start_date=${new Date(from).toISOString()}&end_date=${new Date(to).toISOString()}`;
       const ranged = await get(`attr=x,z&accuracy=approx&percentiles=5,95&${query}`);
-      const inRange = (p: Posted) => p.at >= from && p.at <= to;
+      const inRange = (p: Point) => p.at >= from && p.at <= to;
       assertApprox(ranged.x, values('x', inRange), [5, 95]);
       assertApprox(ranged.z, values('z', inRange), [5, 95]);
       const exact = await get(`attr=x&percentiles=5,95&${query}`);
@@ -175,7 +160,7 @@ onEachEngine(
     });
 
     it('reads unfolded hours from the readings: late readings count before the folder runs, and after', async () => {
-      const late: Posted[] = [0, 1, 2].map((i) => ({
+      const late: Point[] = [0, 1, 2].map((i) => ({
         device: devices[0] as number,
         x: 100_000 + i,
         y: -3,
@@ -219,7 +204,7 @@ onEachEngine(
       });
       assert.equal(imported.statusCode, 200, imported.body);
       // Ingest and folding interleaved: each fold step races the posts into the same hours.
-      const arriving: Posted[] = Array.from({ length: 300 }, (_, i) => ({
+      const arriving: Point[] = Array.from({ length: 300 }, (_, i) => ({
         device,
         x: (i % 13) - 6,
         y: 2,
