@@ -20,7 +20,7 @@ import {
   summaryColumns,
   type ValueSummary,
 } from './rollup-values.js';
-import { applyFold } from './rollup-writes.js';
+import { applyFold, type FoldPlan, type Period } from './rollup-writes.js';
 
 /** What one fold did: hours recomputed, readings read for them, minutes marked folded. */
 export interface Folded {
@@ -39,14 +39,6 @@ const MAX_MINUTES = 1500;
 const MAX_HOURS = 100;
 /** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
 const FOLDER_LOCK = 10_010_005;
-
-/** What one fold step writes: the rows of each level (and the periods they replace), and the minutes to mark. */
-export interface FoldPlan {
-  levels: Array<{ table: RollupTable; periods: Period[]; rows: ReadingRollupsTable[] }>;
-  /** device_id, minute, and the count read: marked folded only if it still holds that count. */
-  marks: Array<[number, number, number]>;
-  readings: number;
-}
 
 /** Where a SQLite server plans its folds: a heavy-query worker, off the event loop (heavy-queries.ts). */
 export type FoldPlanner = (input: { maxReadings: number; before: EpochMs }) => Promise<FoldPlan>;
@@ -134,11 +126,6 @@ interface Minute {
   device_id: number;
   minute: number;
   readings: number;
-}
-
-export interface Period {
-  device_id: number;
-  start: number;
 }
 
 type HourToFold = Period & { minutes: Minute[] };

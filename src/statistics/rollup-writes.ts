@@ -1,9 +1,22 @@
 import { sql, type Transaction } from 'kysely';
 import { type Engine, rowsAsTable } from '../db/dialect.js';
 import type { Database, ReadingRollupsTable } from '../db/tables.js';
-import type { FoldPlan, Period } from './rollup-fold.js';
 import type { RollupTable } from './rollup-periods.js';
 import { ROLLUP_VALUES } from './rollup-values.js';
+
+/** One device's period in a rollup table (its start, UTC epoch ms). */
+export interface Period {
+  device_id: number;
+  start: number;
+}
+
+/** What one fold step writes: the rows of each level (and the periods they replace), and the minutes to mark. */
+export interface FoldPlan {
+  levels: Array<{ table: RollupTable; periods: Period[]; rows: ReadingRollupsTable[] }>;
+  /** device_id, minute, and the count read: marked folded only if it still holds that count. */
+  marks: Array<[number, number, number]>;
+  readings: number;
+}
 
 /** Writes a plan: each level's rows in place of the periods it replaces, then the marks. */
 export async function applyFold(trx: Transaction<Database>, engine: Engine, plan: FoldPlan): Promise<void> {
