@@ -90,8 +90,8 @@ const statisticsFields = {
   relative_error: Type.Optional(
     Type.Number({
       description:
-        'With `approximate`: the bound on the relative error of the median and each percentile, against ' +
-        'the reading at that rank (rounded down); 0.01 is 1%',
+        'With `approximate`: the bound on the relative error of the median and each percentile against ' +
+        'the exact one (both interpolated between the two readings around the rank); 0.01 is 1%',
       examples: [0.01],
     }),
   ),

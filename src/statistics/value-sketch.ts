@@ -2,9 +2,9 @@ import { DDSketch } from '@datadog/sketches-js';
 
 /**
  * The quantile sketch of the hour, day and month rollups: a DDSketch (`@datadog/sketches-js`) with a
- * guaranteed relative error. The value it answers for a quantile q is within RELATIVE_ACCURACY of the
- * reading of rank q * (count - 1) rounded down (and so of the exact, interpolated percentile wherever
- * two neighbouring readings are close); zero and negative values are kept exactly as such.
+ * guaranteed relative error: the value it answers for a reading's rank is within RELATIVE_ACCURACY of
+ * that reading (sketchQuantile interpolates between two ranks as the exact path does); zero and
+ * negative values are kept exactly as such.
  */
 export const RELATIVE_ACCURACY = 0.01;
 
@@ -59,11 +59,31 @@ export function addEncodedSketch(into: DDSketch, encoded: Uint8Array): void {
   into.count += total;
 }
 
-/** The value at `fraction` (0 to 1), kept within the exact min and max the rollups also hold. */
+/**
+ * The percentile at `fraction` (0 to 1) as the exact path answers it (numpy's default): interpolated
+ * linearly between the readings of ranks floor and ceil of fraction * (count - 1), each taken from the
+ * sketch. Each is within RELATIVE_ACCURACY of its reading, so the answer is within it of the exact
+ * percentile (of the larger of the two readings in magnitude when their signs differ). Kept within the
+ * exact min and max the rollups also hold.
+ */
 export function sketchQuantile(sketch: DDSketch, fraction: number, min: number, max: number): number | null {
-  if (sketch.count === 0) return null;
-  const value = sketch.getValueAtQuantile(fraction);
+  const { count } = sketch;
+  if (count === 0) return null;
+  const rank = fraction * (count - 1);
+  const lower = Math.floor(rank);
+  const below = valueOfRank(sketch, lower);
+  const value = rank === lower ? below : below + (valueOfRank(sketch, lower + 1) - below) * (rank - lower);
   return Math.min(max, Math.max(min, value));
+}
+
+/**
+ * The sketch's value for the reading of rank `rank` (0 = the smallest). The library takes a quantile
+ * and ranks it as quantile * (count - 1); asking for the middle of the rank, not the rank itself,
+ * keeps floating-point rounding from landing on the neighbouring one.
+ */
+function valueOfRank(sketch: DDSketch, rank: number): number {
+  const last = sketch.count - 1;
+  return sketch.getValueAtQuantile(last === 0 ? 0 : Math.min(1, (rank + 0.5) / last));
 }
 
 function zigzag(n: number): number {

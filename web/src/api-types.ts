@@ -570,7 +570,7 @@ export interface components {
             /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
             approximate?: boolean;
             /**
-             * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+             * @description With `approximate`: the bound on the relative error of the median and each percentile against the exact one (both interpolated between the two readings around the rank); 0.01 is 1%
              * @example 0.01
              */
             relative_error?: number;
@@ -1984,7 +1984,7 @@ export interface operations {
                         /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
                         approximate?: boolean;
                         /**
-                         * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+                         * @description With `approximate`: the bound on the relative error of the median and each percentile against the exact one (both interpolated between the two readings around the rank); 0.01 is 1%
                          * @example 0.01
                          */
                         relative_error?: number;
@@ -2113,7 +2113,7 @@ export interface operations {
                         /** @description Present (true) with `accuracy=approx`: the median and percentiles come from quantile sketches; count, min, max, sum, mean and the variances stay exact */
                         approximate?: boolean;
                         /**
-                         * @description With `approximate`: the bound on the relative error of the median and each percentile, against the reading at that rank (rounded down); 0.01 is 1%
+                         * @description With `approximate`: the bound on the relative error of the median and each percentile against the exact one (both interpolated between the two readings around the rank); 0.01 is 1%
                          * @example 0.01
                          */
                         relative_error?: number;
