@@ -23,6 +23,7 @@ import { createDevice, timedGet } from './api.js';
 import {
   type Child,
   freePort,
+  killAllChildren,
   runVisible,
   serverEnvironment,
   startChild,
@@ -30,6 +31,7 @@ import {
   waitUntilReady,
 } from './processes.js';
 import { median } from './readings.js';
+import { checkWrk, runWrk, writeWrkScript } from './wrk.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const statsRows = Number(process.env.BENCH_STATS_ROWS ?? 1_000_000);
@@ -37,6 +39,8 @@ const statsRequests = Number(process.env.BENCH_STATS_REQUESTS ?? 20);
 const DEVICES = 10;
 const METRICS_TOKEN = 'bench-metrics-token-0123';
 const REPLAY_TIMEOUT_MS = 120_000;
+const ingestRounds = Number(process.env.BENCH_INGEST_ROUNDS ?? 3);
+const ingestSeconds = Number(process.env.BENCH_INGEST_SECONDS ?? 8);
 
 const isRoot = process.getuid?.() === 0;
 const pgBin = readdirSync('/usr/lib/postgresql')
@@ -175,17 +179,80 @@ async function startServer(name: string, env: NodeJS.ProcessEnv): Promise<{ base
 
 type Query = 'oneDevice' | 'allDevices';
 type Server = 'primary' | 'replica';
+/** What runs beside the ingest on A: nothing, or one client repeating every device's statistics. */
+type Beside = 'idle' | 'statisticsOnPrimary' | 'statisticsOnReplica';
+
+/**
+ * Single-reading ingest on A (wrk, 10 connections, BENCH_INGEST_SECONDS) with nothing beside it, with
+ * one client repeating every device's statistics through A (the primary), and through B (the replica),
+ * over BENCH_INGEST_ROUNDS rounds whose order rotates: medians of requests/s, and statistics answered.
+ */
+async function ingestBesideStatistics(
+  dir: string,
+  ingestUrl: string,
+  body: string,
+  statistics: Record<Server, string>,
+  loadAverages: number[],
+) {
+  const script = writeWrkScript(dir, 'single', body);
+  const wrk = (seconds: number) =>
+    runWrk({ url: ingestUrl, script, connections: 10, threads: 2, seconds, cwd: ROOT });
+  await wrk(2);
+  const besides: Beside[] = ['idle', 'statisticsOnPrimary', 'statisticsOnReplica'];
+  const runs: { beside: Beside; rps: number; p99: number; statisticsAnswered: number }[] = [];
+  for (let round = 0; round < ingestRounds; round++) {
+    for (const beside of [...besides.slice(round % 3), ...besides.slice(0, round % 3)]) {
+      let stopped = false;
+      let statisticsAnswered = 0;
+      const url = beside === 'statisticsOnPrimary' ? statistics.primary : statistics.replica;
+      const loop = (async () => {
+        while (beside !== 'idle' && !stopped) {
+          await timedGet(url);
+          statisticsAnswered += 1;
+        }
+      })();
+      const result = await wrk(ingestSeconds);
+      stopped = true;
+      await loop;
+      if (result.non2xx > 0) throw new Error(`ingest: ${result.non2xx} answers were errors`);
+      runs.push({ beside, rps: result.requestsPerSecond, p99: result.latencyMs.p99, statisticsAnswered });
+      loadAverages.push(loadavg()[0] ?? 0);
+      console.log(
+        `ingest round ${round + 1}, ${beside}: ${Math.round(result.requestsPerSecond)} req/s, ${statisticsAnswered} statistics`,
+      );
+    }
+  }
+  const medians = Object.fromEntries(
+    besides.map((beside) => {
+      const of = runs.filter((run) => run.beside === beside);
+      return [
+        beside,
+        {
+          rps: median(of.map((run) => run.rps)),
+          p99: median(of.map((run) => run.p99)),
+          statisticsAnswered: median(of.map((run) => run.statisticsAnswered)),
+        },
+      ];
+    }),
+  ) as Record<Beside, { rps: number; p99: number; statisticsAnswered: number }>;
+  return { medians, runs };
+}
 
 async function main(): Promise<void> {
+  if (ingestRounds > 0) checkWrk();
   runVisible('npx', ['tsc', '-p', 'tsconfig.build.json'], ROOT);
   const dir = mkdtempSync(join(tmpdir(), 'statistics-bench-replica-'));
   let clusters: { primary: Cluster; replica: Cluster } | undefined;
   const cleanUp = () => {
+    killAllChildren();
     clusters?.replica.stop();
     clusters?.primary.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', cleanUp);
+  // Ctrl-C: exit through the 'exit' handlers (this one, and the children's), not past them.
+  const interrupted = () => process.exit(130);
+  process.once('SIGINT', interrupted);
   const began = new Date();
   const loadAverages: number[] = [loadavg()[0] ?? 0];
   try {
@@ -261,16 +328,49 @@ async function main(): Promise<void> {
       `B's reads during the timed requests: ${replicaReads} on the replica, ${primaryReadsOfB} on the primary ` +
         `(${2 * statsRequests} requests); same answers from A and B: ${sameAnswers.oneDevice && sameAnswers.allDevices}`,
     );
-    console.log(`load average: ${loadAverages.map((l) => l.toFixed(1)).join(', ')}`);
     if (replicaReads < 2 * statsRequests)
       throw new Error(`the replica served ${replicaReads} of B's ${2 * statsRequests} statistics requests`);
+
+    const beforeIngest = await readsByTarget(b.base);
+    const ingest =
+      ingestRounds > 0
+        ? await ingestBesideStatistics(
+            dir,
+            `${a.base}/data/`,
+            JSON.stringify({ device_id: devices[0], x: 1.5, y: 2.5, z: 3.5 }),
+            { primary: a.base + paths.allDevices, replica: b.base + paths.allDevices },
+            loadAverages,
+          )
+        : undefined;
+    const afterIngest = await readsByTarget(b.base);
+    if (ingest !== undefined) {
+      console.log(
+        `B's reads beside the ingest: ${afterIngest.replica - beforeIngest.replica} on the replica, ` +
+          `${afterIngest.primary - beforeIngest.primary} on the primary`,
+      );
+      const idle = ingest.medians.idle.rps;
+      console.log(
+        `\nsingle-reading ingest on A, 10 connections, medians of ${ingestRounds} rounds of ${ingestSeconds} s`,
+      );
+      for (const [beside, label] of [
+        ['idle', 'idle'],
+        ['statisticsOnPrimary', "statistics on A's primary"],
+        ['statisticsOnReplica', "statistics on B's replica"],
+      ] as const) {
+        const { rps, p99, statisticsAnswered } = ingest.medians[beside];
+        console.log(
+          `${label.padEnd(28)}${rps.toFixed(0).padStart(8)} req/s${(rps / idle).toFixed(2).padStart(7)}  p99 ${p99.toFixed(1)} ms, ${statisticsAnswered} statistics`,
+        );
+      }
+    }
+    console.log(`load average: ${loadAverages.map((l) => l.toFixed(1)).join(', ')}`);
     writeFileSync(
       join(ROOT, 'bench', 'replica-results.json'),
       `${JSON.stringify(
         {
           date: began.toISOString(),
           seconds: (Date.now() - began.getTime()) / 1000,
-          settings: { statsRows, statsRequests, devices: DEVICES },
+          settings: { statsRows, statsRequests, devices: DEVICES, ingestRounds, ingestSeconds },
           loadAverages,
           loadSeconds,
           replaySeconds,
@@ -278,6 +378,11 @@ async function main(): Promise<void> {
           readsOfB: { replica: replicaReads, primary: primaryReadsOfB },
           sameAnswers,
           times,
+          ingest: ingest ?? null,
+          readsOfBBesideIngest: {
+            replica: afterIngest.replica - beforeIngest.replica,
+            primary: afterIngest.primary - beforeIngest.primary,
+          },
         },
         null,
         2,
@@ -288,6 +393,7 @@ async function main(): Promise<void> {
     await stopAllChildren();
     cleanUp();
     process.off('exit', cleanUp);
+    process.off('SIGINT', interrupted);
   }
 }
 
