@@ -26,6 +26,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { SignJWT } from 'jose';
 import { FUZZ_RUNS, FUZZ_SEED, tooFewRuns } from '../helpers/fuzz.js';
 import { type Harness, onEachEngine, TEST_SECRET } from '../helpers/harness.js';
+import { rollupValues } from '../helpers/rollups.js';
 
 const SEED = FUZZ_SEED;
 const RUNS = FUZZ_RUNS;
@@ -692,11 +693,9 @@ async function snapshot(h: Harness): Promise<string> {
     users: await h.db.selectFrom('users').selectAll().orderBy('id').execute(),
     devices: await h.db.selectFrom('devices').selectAll().orderBy('id').execute(),
     data: await h.db.selectFrom('data').selectAll().orderBy('id').execute(),
-    // Without `folded`: the rollup folder marks minutes folded in the background, its own bookkeeping
-    // rather than anything a request stored.
     reading_minutes: (
       await h.db.selectFrom('reading_minutes').selectAll().orderBy('device_id').orderBy('minute').execute()
-    ).map(({ folded: _folded, ...minute }) => minute),
+    ).map(rollupValues),
     revoked_tokens: await h.db.selectFrom('revoked_tokens').selectAll().orderBy('token_digest').execute(),
   };
   return JSON.stringify(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
-import type { Database } from '../../src/db/tables.js';
+import type { Database, ReadingMinutesTable } from '../../src/db/tables.js';
 
 /**
  * The invariant every write path must keep: `reading_minutes` holds exactly the per-device, per-UTC-
@@ -136,3 +136,9 @@ export async function assertRollupsMatchReadingsAt(url: string, context = ''): P
     await db.destroy();
   }
 }
+
+/**
+ * A minute rollup without `folded`: what the readings define, not the mark the rollup folder sets in
+ * the background (tests that compare rollups before and after something compare these).
+ */
+export const rollupValues = ({ folded: _folded, ...minute }: Selectable<ReadingMinutesTable>) => minute;
