@@ -41,18 +41,23 @@ export async function freshDatabase(engine: Engine): Promise<FreshDatabase> {
     return own.toString();
   };
   if (citus) {
-    for (const url of [adminUrl, ...nodes])
-      await onDatabase(databaseUrl(url), (client) => client.query('create extension citus'));
-    const coordinator = new URL(adminUrl);
-    await onDatabase(databaseUrl(adminUrl), async (client) => {
-      await client.query('select citus_set_coordinator_host($1, $2)', [
-        coordinator.hostname,
-        Number(coordinator.port),
-      ]);
-      for (const url of nodes) {
-        const worker = new URL(url);
-        await client.query('select citus_add_node($1, $2)', [worker.hostname, Number(worker.port)]);
-      }
+    // One set-up at a time across every test process: citus_add_node copies the roles to the worker,
+    // and two at once fail there with "tuple concurrently updated" (the roles are the cluster's).
+    await onDatabase(adminUrl, async (lock) => {
+      await lock.query('select pg_advisory_lock($1)', [CITUS_SETUP_LOCK]);
+      for (const url of [adminUrl, ...nodes])
+        await onDatabase(databaseUrl(url), (client) => client.query('create extension citus'));
+      const coordinator = new URL(adminUrl);
+      await onDatabase(databaseUrl(adminUrl), async (client) => {
+        await client.query('select citus_set_coordinator_host($1, $2)', [
+          coordinator.hostname,
+          Number(coordinator.port),
+        ]);
+        for (const url of nodes) {
+          const worker = new URL(url);
+          await client.query('select citus_add_node($1, $2)', [worker.hostname, Number(worker.port)]);
+        }
+      });
     });
   }
   return {
@@ -70,6 +75,8 @@ export async function freshDatabase(engine: Engine): Promise<FreshDatabase> {
  * the migrations distribute the tables as they would in production.
  */
 const citus = process.env.TEST_CITUS === '1';
+/** The advisory lock (in the coordinator's admin database) that serializes the set-up of databases. */
+const CITUS_SETUP_LOCK = 7_301_308;
 
 /** The worker nodes the coordinator of `adminUrl` knows, as URLs to their `postgres` database. */
 async function citusWorkers(adminUrl: string): Promise<string[]> {
