@@ -21,7 +21,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { adminQuery, adminRows } from './admin.js';
+import { adminQuery, adminRows, loadReadings } from './admin.js';
 import { createDevice, probePost, timedGet } from './api.js';
 import {
   freePort,
@@ -154,31 +154,6 @@ async function wrk(dir: string, url: string, name: string, body: string, connect
   return result;
 }
 
-/** Readings one a second per device up to now, and their rollups as migration 0003 makes them. */
-async function loadReadings(url: string, devices: number[]): Promise<number> {
-  const started = performance.now();
-  await adminQuery(url, 'truncate data, reading_minutes');
-  await adminRows(
-    url,
-    `insert into data (device_id, x, y, z, created_at)
-     select ($1::int[])[1 + i % $2::int], round((random() * 1000)::numeric, 2), random(), i,
-       $3::bigint - (($4::int - i) / $2::int)::bigint * 1000
-     from generate_series(0, $4::int - 1) as i`,
-    [devices, devices.length, Date.now(), statsRows],
-  );
-  await adminQuery(
-    url,
-    `insert into reading_minutes (device_id, minute, readings, x_min, x_max, x_sum, y_min, y_max, y_sum,
-       z_min, z_max, z_sum)
-     select device_id, created_at - created_at % 60000, count(*), min(x), max(x), sum(x), min(y), max(y),
-       sum(y), min(z), max(z), sum(z)
-     from data group by 1, 2`,
-  );
-  await adminQuery(url, 'vacuum analyze data');
-  await adminQuery(url, 'vacuum analyze reading_minutes');
-  return (performance.now() - started) / 1000;
-}
-
 /** Bytes on disk (every node on Citus), summed over the partitions of `table`. */
 async function tableBytes(
   url: string,
@@ -246,7 +221,9 @@ async function oneRun(target: Target, round: number, dir: string): Promise<RunRe
 
     // Requests wrk left in flight when it stopped still commit: let them, before the truncate.
     await sleep(3000);
-    const loadSeconds = await loadReadings(url, devices);
+    // A fresh load each round: the ingest rounds before it stored readings too.
+    await adminQuery(url, 'truncate data, reading_minutes');
+    const loadSeconds = await loadReadings(url, devices, statsRows);
     const readings = await tableBytes(url, 'data', citus);
     const rollups = await tableBytes(url, 'reading_minutes', citus);
     const [counted] = await adminRows<{ rollups: string }>(

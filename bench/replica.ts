@@ -21,7 +21,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { adminQuery, adminRows } from './admin.js';
+import { adminRows, loadReadings } from './admin.js';
 import { createDevice, timedGet } from './api.js';
 import {
   type Child,
@@ -110,30 +110,6 @@ async function startClusters(dir: string): Promise<{ primary: Cluster; replica: 
   pg('pg_basebackup', [...from, '-D', replica.data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']);
   replica.start();
   return { primary, replica };
-}
-
-/** Readings one a second per device up to now, and their rollups as migration 0003 makes them. */
-async function loadReadings(url: string, devices: number[]): Promise<number> {
-  const started = performance.now();
-  await adminRows(
-    url,
-    `insert into data (device_id, x, y, z, created_at)
-     select ($1::int[])[1 + i % $2::int], round((random() * 1000)::numeric, 2), random(), i,
-       $3::bigint - (($4::int - i) / $2::int)::bigint * 1000
-     from generate_series(0, $4::int - 1) as i`,
-    [devices, devices.length, Date.now(), statsRows],
-  );
-  await adminQuery(
-    url,
-    `insert into reading_minutes (device_id, minute, readings, x_min, x_max, x_sum, y_min, y_max, y_sum,
-       z_min, z_max, z_sum)
-     select device_id, created_at - created_at % 60000, count(*), min(x), max(x), sum(x), min(y), max(y),
-       sum(y), min(z), max(z), sum(z)
-     from data group by 1, 2`,
-  );
-  await adminQuery(url, 'vacuum analyze data');
-  await adminQuery(url, 'vacuum analyze reading_minutes');
-  return (performance.now() - started) / 1000;
 }
 
 /** Waits until the replica has replayed the primary's WAL as of now; answers the seconds it took. */
@@ -290,7 +266,7 @@ async function main(): Promise<void> {
     const a = await startServer('A (primary only)', serverEnvironment(primary.url, portA, join(dir, 'a')));
     const devices: number[] = [];
     for (let i = 0; i < DEVICES; i++) devices.push(await createDevice(a.base));
-    const loadSeconds = await loadReadings(primary.url, devices);
+    const loadSeconds = await loadReadings(primary.url, devices, statsRows);
     const replaySeconds = await waitForReplay(primary, replica);
     console.log(
       `${statsRows} readings loaded in ${loadSeconds.toFixed(1)} s, replayed ${replaySeconds.toFixed(1)} s later`,
