@@ -14,6 +14,8 @@
  *   cluster: each fresh database is made on every node, and the migrations distribute its tables.
  *   Files that start PostgreSQL servers of their own stay out of it.
  *
+ * - A file that runs longer than FILE_TIMEOUT_MS fails, and its process is stopped.
+ *
  * `npm test -- test/data/data.test.ts ...` runs only the files given, with the same rules.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -24,6 +26,12 @@ import { spec, type TestEvent } from 'node:test/reporters';
 
 /** Files whose timing limits must not compete with other test processes. */
 const ONE_AT_A_TIME = ['test/faults/', 'test/fuzz/', 'test/statistics/heavy-queries.test.ts'];
+/**
+ * A file still running after this long fails and its process is killed: a file whose `before` failed
+ * but left a server open would otherwise wait until CI's own limit (it cost one run 20 minutes). The
+ * slowest files take a few minutes on a busy machine.
+ */
+const FILE_TIMEOUT_MS = 15 * 60_000;
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 
 function suiteFiles(): string[] {
@@ -79,7 +87,8 @@ function count(file: string, event: TestEvent): boolean {
 async function runFile(file: string, pass: string): Promise<void> {
   const started = performance.now();
   const events: TestEvent[] = [];
-  for await (const event of run({ files: [file] }) as AsyncIterable<TestEvent>) events.push(event);
+  for await (const event of run({ files: [file], timeout: FILE_TIMEOUT_MS }) as AsyncIterable<TestEvent>)
+    events.push(event);
   fileMs.set(`${pass}${file}`, performance.now() - started);
   for (const event of events) if (count(file, event)) reporter.write(event);
 }
