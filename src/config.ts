@@ -9,8 +9,6 @@ import { Value } from '@sinclair/typebox/value';
 import { type SettingName, type Settings, settings } from './config/settings.js';
 import type { Retention } from './db/maintenance.js';
 import type { ReadReplicaSettings } from './db/read-replicas.js';
-import type { RedisSettings } from './redis/redis-client.js';
-import type { HeavyQuerySettings } from './statistics/heavy-runner.js';
 
 export interface Config {
   readonly environment: Settings['NODE_ENV'];
@@ -47,6 +45,20 @@ export interface Config {
   readonly shutdownDelayMs: number;
   /** Ingest from an MQTT broker; undefined unless MQTT_URL is set. */
   readonly mqtt: MqttSettings | undefined;
+}
+
+/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY and STATISTICS_QUEUE. */
+export interface HeavyQuerySettings {
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly queue: number;
+}
+
+/** REDIS_URL and REDIS_KEY_PREFIX. */
+export interface RedisSettings {
+  readonly url: string;
+  /** Put before every key the service writes, so that deployments sharing one Redis stay apart. */
+  readonly keyPrefix: string;
 }
 
 /** Attempts allowed per window (0 turns a limit off). */

@@ -1,14 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
+import type { RedisSettings } from '../config.js';
 import type { Metrics } from '../metrics/metrics.js';
-
-/** REDIS_URL and REDIS_KEY_PREFIX. */
-export interface RedisSettings {
-  readonly url: string;
-  /** Put before every key the service writes, so that deployments sharing one Redis stay apart. */
-  readonly keyPrefix: string;
-}
 
 /** A command Redis has not answered by then fails, and the caller falls back (rate limits: to memory). */
 const COMMAND_TIMEOUT_MS = 1000;

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
+import type { HeavyQuerySettings } from '../config.js';
 import { type OpenedDatabase, POSTGRES_QUERY_TIMEOUT_MS } from '../db/database.js';
 import { isStatementTimeout, type Reads } from '../db/read-replicas.js';
 import { DomainError } from '../http/errors.js';
@@ -14,13 +15,6 @@ import {
   type HeavyTask,
   runHeavyQuery,
 } from './heavy-queries.js';
-
-/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY and STATISTICS_QUEUE. */
-export interface HeavyQuerySettings {
-  readonly timeoutMs: number;
-  readonly concurrency: number;
-  readonly queue: number;
-}
 
 /**
  * Runs the queries that may scan many readings (heavy-queries.ts) off the event loop: at most
