@@ -15,6 +15,7 @@ import { deviceRoutes } from './devices/routes.js';
 import { CreatedDevice, Device, DeviceCreate, DeviceUpdate, IngestToken } from './devices/schemas.js';
 import { Lifecycle } from './health/lifecycle.js';
 import { Health, healthRoutes, Readiness, startingGate } from './health/routes.js';
+import { limitBodyTime } from './http/body-deadline.js';
 import { refuseCrossSiteWrites } from './http/cross-site.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerJsonBodyParser } from './http/json-body.js';
@@ -96,6 +97,7 @@ export async function buildApp(
   registerErrorHandler(app);
   registerRoutingFallbacks(app);
   registerJsonBodyParser(app);
+  limitBodyTime(app, config.bodyTimeoutMs);
   sendSecureHeaders(app);
   refuseCrossSiteWrites(app, config.corsOrigins);
   // No origin is allowed by default: browsers on other sites cannot call the API until configured.

@@ -26,6 +26,7 @@ export interface Config {
   readonly jwtLifetimeSeconds: number;
   readonly bodyLimitBytes: number;
   readonly batchBodyLimitBytes: number;
+  readonly bodyTimeoutMs: number;
   readonly maxFutureSkewSeconds: number;
   readonly maxSeriesBuckets: number;
   /** RETENTION_DAYS and ROLLUP_RETENTION_DAYS, applied by the maintenance job (db/maintenance.ts). */
@@ -124,6 +125,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     jwtLifetimeSeconds: value.JWT_LIFETIME_SECONDS,
     bodyLimitBytes: value.BODY_LIMIT_BYTES,
     batchBodyLimitBytes: value.BATCH_BODY_LIMIT_BYTES,
+    bodyTimeoutMs: value.BODY_TIMEOUT_MS,
     maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
     maxSeriesBuckets: value.MAX_SERIES_BUCKETS,
     retention: retention(value),

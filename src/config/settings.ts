@@ -107,6 +107,13 @@ export const settings = {
     1024,
     268_435_456,
   ),
+  BODY_TIMEOUT_MS: wholeNumber(
+    'The longest a JSON or form body may take to arrive after its headers (a 408 past it); streamed ' +
+      'imports have no total limit, only the 30 s idle timeout',
+    120_000,
+    1000,
+    3_600_000,
+  ),
   MAX_FUTURE_SKEW_SECONDS: wholeNumber(
     "How far ahead of the server's clock a reading's `timestamp` may be",
     300,

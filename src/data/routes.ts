@@ -68,7 +68,7 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
             }),
             headers: ReplayedHeader,
           },
-          ...errorResponses(401, 404, 409, 413, 415, 422, 503),
+          ...errorResponses(401, 404, 408, 409, 413, 415, 422, 503),
         },
       },
     },

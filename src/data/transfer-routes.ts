@@ -52,6 +52,7 @@ export const transferRoutes: FastifyPluginAsyncTypebox<TransferRoutesOptions> = 
   app.post(
     '/data/import',
     {
+      config: { streamedBody: true },
       // With INGEST_AUTH=token, an import without a device's token is refused before a byte of its
       // body is read: reading (and parsing) it first let anyone make the server work on any body.
       onRequest: async (request) => {

@@ -63,7 +63,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
           'With INGEST_AUTH=token the answer carries the device ingest token, shown only this once.',
         security: OPTIONAL_BEARER,
         body: DeviceCreate,
-        response: { 200: CreatedDevice, ...errorResponses(401, 413, 415, 422, 503) },
+        response: { 200: CreatedDevice, ...errorResponses(401, 408, 413, 415, 422, 503) },
       },
     },
     async (request) => {
@@ -128,7 +128,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<DeviceRoutesOptions> = asyn
         security: BEARER,
         params: DeviceParams,
         body: DeviceUpdate,
-        response: { 200: Device, ...errorResponses(401, 403, 404, 413, 415, 422, 503) },
+        response: { 200: Device, ...errorResponses(401, 403, 404, 408, 413, 415, 422, 503) },
       },
     },
     async (request) => {

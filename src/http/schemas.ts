@@ -33,7 +33,7 @@ const ERROR_DESCRIPTIONS = {
   403: 'The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow',
   404: 'Not found',
   405: 'Not allowed',
-  408: 'The body stopped coming: `detail` says what was stored',
+  408: 'The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored)',
   409: 'The Idempotency-Key was used with another request, or names an import that stopped (`detail` says what it stored)',
   413: 'The body is larger than the server takes',
   415: 'A Content-Type this route does not take',

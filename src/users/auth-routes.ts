@@ -46,7 +46,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
         tags: ['auth'],
         summary: 'Register a user',
         body: UserCreate,
-        response: { 201: UserRead, ...errorResponses(400, 413, 415, 422, 429, 503) },
+        response: { 201: UserRead, ...errorResponses(400, 408, 413, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -70,7 +70,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (
           summary: 'Log in with e-mail and password (OAuth2 password form)',
           consumes: ['application/x-www-form-urlencoded'],
           body: LoginForm,
-          response: { 200: BearerToken, ...errorResponses(400, 413, 415, 422, 429, 503) },
+          response: { 200: BearerToken, ...errorResponses(400, 408, 413, 415, 422, 429, 503) },
         },
       },
       async (request) => {

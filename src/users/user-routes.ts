@@ -43,7 +43,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
         summary: 'Change your e-mail or password (the flags are ignored here)',
         security: BEARER,
         body: UserUpdate,
-        response: { 200: UserRead, ...errorResponses(400, 401, 413, 415, 422, 503) },
+        response: { 200: UserRead, ...errorResponses(400, 401, 408, 413, 415, 422, 503) },
       },
     },
     async (request) => toUserRead(await changeAccount(db, signedIn(request), request.body, false)),
@@ -82,7 +82,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<UserRoutesOptions> = async (a
         security: BEARER,
         params: UserIdParams,
         body: UserUpdate,
-        response: { 200: UserRead, ...errorResponses(400, 401, 403, 404, 413, 415, 422, 503) },
+        response: { 200: UserRead, ...errorResponses(400, 401, 403, 404, 408, 413, 415, 422, 503) },
       },
     },
     async (request) => {

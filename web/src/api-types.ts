@@ -651,6 +651,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -735,6 +744,15 @@ export interface operations {
             };
             /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -922,6 +940,15 @@ export interface operations {
             };
             /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1132,6 +1159,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is larger than the server takes */
             413: {
                 headers: {
@@ -1256,6 +1292,15 @@ export interface operations {
             };
             /** @description The token is valid but its user may not do this, or a browser sent the request from a site CORS_ORIGINS does not allow */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1468,6 +1513,15 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1695,6 +1749,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The Idempotency-Key was used with another request, or names an import that stopped (`detail` says what it stored) */
             409: {
                 headers: {
@@ -1802,7 +1865,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body stopped coming: `detail` says what was stored */
+            /** @description The body stopped coming, or took longer than BODY_TIMEOUT_MS to arrive (an import: `detail` says what it stored) */
             408: {
                 headers: {
                     [name: string]: unknown;
