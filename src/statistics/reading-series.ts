@@ -8,8 +8,11 @@ import {
   rowsAsTable,
 } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
+import { inRanges } from './device-ranges.js';
 import type { Attribute } from './schemas.js';
 import { type ReadingSelection, selectedReadings, selectionFilter } from './selection.js';
+import { sketchSeries } from './series-sketches.js';
+import { type Part, seriesParts } from './series-sources.js';
 
 /** The aggregates of one value in one bucket. */
 export interface BucketValues {
@@ -24,25 +27,16 @@ export interface BucketRow {
   bucket: number;
   count: number;
   byAttr: Partial<Record<Attribute, BucketValues>>;
-}
-
-const MINUTE = 60_000;
-
-/** Where bucket aggregates are read from: the readings themselves or their per-minute rollups. */
-type Source = 'readings' | 'minutes';
-
-/** A stretch of time [from, to) read from one source. */
-interface Part {
-  source: Source;
-  from: EpochMs;
-  to: EpochMs;
+  /** The medians come from quantile sketches, within RELATIVE_ACCURACY (series-sketches.ts). */
+  approximate?: boolean;
 }
 
 /**
  * Aggregates per time bucket, exact for count, min and max (sums are added in another order).
- * Whole minutes are read from the per-minute rollups (`reading_minutes`), the ragged minutes at
- * either end of the range from the readings; the two are merged per bucket. Medians, and buckets
- * that do not start on a whole minute, read every reading.
+ * seriesParts (series-sources.ts) splits the range into what the hourly rollups, the minute rollups
+ * and the readings each answer; the parts are merged per bucket. Exact medians read every reading;
+ * with `accuracy: 'approx'` they come from the hours' sketches (series-sketches.ts) where the buckets
+ * are whole hours.
  * - Fixed-width buckets (minutes, hours) are numbered by arithmetic on the time, one index range scan.
  * - Calendar buckets (days and weeks, 23 or 25 hours on daylight-saving days) are joined as a list of
  *   [start, end) ranges computed by the caller, each an index range scan, with no SQL date functions
@@ -63,13 +57,16 @@ export async function readingSeries(
   if (from >= to) return [];
   const everyReading: Part = { source: 'readings', from, to };
   if (selection.withMedian) {
+    if (selection.accuracy === 'approx') {
+      const parts = await seriesParts(db, engine, selection, boundaries, from, to);
+      const sketched = await sketchSeries(db, selection, boundaries, parts);
+      if (sketched) return sketched;
+    }
     const rows = await bucketAggregates(db, engine, selection, boundaries, everyReading);
     await recomputeOverflowedMedians(db, engine, selection, boundaries, everyReading, rows);
     return rows;
   }
-  const parts = boundaries.every((boundary) => boundary % MINUTE === 0)
-    ? splitAtMinutes(from, to)
-    : [everyReading];
+  const parts = await seriesParts(db, engine, selection, boundaries, from, to);
   const rows: BucketRow[] = [];
   for (const part of parts) rows.push(...(await bucketAggregates(db, engine, selection, boundaries, part)));
   return parts.length === 1 ? rows : mergeBuckets(rows);
@@ -78,6 +75,8 @@ export async function readingSeries(
 export type SeriesSelection = ReadingSelection & {
   attrs: Attribute[];
   withMedian: boolean;
+  /** `approx`: medians from the hourly rollups' sketches where the buckets allow it. */
+  accuracy?: 'exact' | 'approx';
   /** Medians of the halved values (see halvedPercentile), for the buckets where a median overflowed. */
   halvedMedians?: boolean;
 };
@@ -105,44 +104,40 @@ async function recomputeOverflowedMedians(
   }
 }
 
-/** [from, to) as its whole minutes (rollups) and the ragged pieces before and after (readings). */
-function splitAtMinutes(from: EpochMs, to: EpochMs): Part[] {
-  const wholeFrom = Math.ceil(from / MINUTE) * MINUTE;
-  const wholeTo = Math.floor(to / MINUTE) * MINUTE;
-  if (wholeFrom >= wholeTo) return [{ source: 'readings', from, to }];
-  const parts: Part[] = [{ source: 'minutes', from: wholeFrom, to: wholeTo }];
-  if (from < wholeFrom) parts.push({ source: 'readings', from, to: wholeFrom });
-  if (wholeTo < to) parts.push({ source: 'readings', from: wholeTo, to });
-  return parts;
-}
-
 async function bucketAggregates(
   db: Kysely<Database>,
   engine: Engine,
   selection: SeriesSelection,
   boundaries: EpochMs[],
-  { source, from, to }: Part,
+  { source, from, to, only, except }: Part,
 ): Promise<BucketRow[]> {
-  const table = sql.table(source === 'minutes' ? 'reading_minutes' : 'data');
-  const time = sql.ref<number>(source === 'minutes' ? 'r.minute' : 'r.created_at');
+  const { table, time: timeColumn } = SOURCES[source];
+  const time = sql.ref<number>(`r.${timeColumn}`);
+  const rollup = source !== 'readings';
   // [from, to) in whole milliseconds, as the selection's inclusive bounds.
-  const filter = selectionFilter(
-    { deviceId: selection.deviceId, ownerId: selection.ownerId, start: from, end: to - 1 },
-    'r',
-    source === 'minutes' ? 'minute' : 'created_at',
+  const filter = sql.join(
+    [
+      selectionFilter(
+        { deviceId: selection.deviceId, ownerId: selection.ownerId, start: from, end: to - 1 },
+        'r',
+        timeColumn,
+      ),
+      ...(only ? [inRanges(sql.ref('r.device_id'), time, only)] : []),
+      ...(except?.length ? [sql`not ${inRanges(sql.ref('r.device_id'), time, except)}`] : []),
+    ],
+    sql` and `,
   );
   // Every requested value in the same pass; column names come from the x, y, z allow-list.
   const aggregates = sql.join([
-    source === 'minutes' ? sql`sum(r.readings) as count` : sql`count(*) as count`,
+    rollup ? sql`sum(r.readings) as count` : sql`count(*) as count`,
     ...selection.attrs.flatMap((attr) => {
       // A rollup has its own columns for each aggregate; a reading has the value itself.
-      const column = (suffix: string) =>
-        sql.ref<number>(source === 'minutes' ? `r.${attr}${suffix}` : `r.${attr}`);
+      const column = (suffix: string) => sql.ref<number>(rollup ? `r.${attr}${suffix}` : `r.${attr}`);
       const sum = column('_sum');
       return [
         sql`min(${column('_min')}) as ${sql.ref(`${attr}_min`)}`,
         sql`max(${column('_max')}) as ${sql.ref(`${attr}_max`)}`,
-        source === 'minutes'
+        rollup
           ? // A rollup sum that is null (beyond the double range, on SQLite) leaves its bucket's sum unknown.
             sql`case when count(${sum}) = count(*) then ${ieeeSum(engine, sum)} end as ${sql.ref(`${attr}_sum`)}`
           : sql`${ieeeSum(engine, sum)} as ${sql.ref(`${attr}_sum`)}`,
@@ -161,14 +156,14 @@ async function bucketAggregates(
   const query = fixedWidth
     ? sql<BucketAggregateRow>`
         select cast((${time} - ${first}) / ${width} as integer) as bucket, ${aggregates}
-        from ${table} as r
+        from ${sql.table(table)} as r
         where ${filter}
         group by 1
         order by 1`
     : sql<BucketAggregateRow>`
         select buckets.i - 1 as bucket, ${aggregates}
         from ${calendarBuckets(engine, boundaries)}
-        cross join ${table} as r
+        cross join ${sql.table(table)} as r
         where ${time} >= buckets.lo and ${time} < buckets.hi and ${filter}
         group by buckets.i
         order by buckets.i`;
@@ -186,6 +181,13 @@ async function bucketAggregates(
     return { bucket: Number(row.bucket), count: Number(row.count), byAttr };
   });
 }
+
+/** Each source's table and the column of its time (a rollup's: the start of its minute or hour). */
+const SOURCES = {
+  readings: { table: 'data', time: 'created_at' },
+  minutes: { table: 'reading_minutes', time: 'minute' },
+  hours: { table: 'reading_hours', time: 'start' },
+} as const;
 
 /** One row of a bucket query: its index and count, then `x_min`, `x_max`, `x_sum` (`x_median`) per value. */
 type BucketAggregateRow = { bucket: number; count: number } & Partial<

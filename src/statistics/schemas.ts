@@ -21,6 +21,17 @@ export function parseAttributes(text: string): Attribute[] {
   return [...new Set(text.split(','))] as Attribute[];
 }
 
+/** `accuracy`, of the statistics and of the series' medians. */
+export const Accuracy = Type.Unsafe<'exact' | 'approx'>({
+  type: 'string',
+  enum: ['exact', 'approx'],
+  default: 'exact',
+  description:
+    '`exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances ' +
+    'still exact, the median and percentiles within 1% from the quantile sketches of the hour, day and ' +
+    'month rollups: fast over any range',
+});
+
 export const StatisticsQuery = Type.Object({
   ...ReadingFilters,
   attr: AttributesParam('summarise'),
@@ -32,17 +43,7 @@ export const StatisticsQuery = Type.Object({
       examples: ['5,25,75,95,99'],
     }),
   ),
-  accuracy: Type.Optional(
-    Type.Unsafe<'exact' | 'approx'>({
-      type: 'string',
-      enum: ['exact', 'approx'],
-      default: 'exact',
-      description:
-        '`exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances ' +
-        'still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over ' +
-        'any range',
-    }),
-  ),
+  accuracy: Type.Optional(Accuracy),
   group_by: Type.Optional(
     Type.Unsafe<'device'>({
       type: 'string',

@@ -15,14 +15,14 @@ export interface ReadingSelection {
 }
 
 /**
- * The selection as one condition on a relation of readings (`data`, or the rollups `reading_minutes`
- * with their `minute`): every filter given, together; `true` when none is. The one place the
- * selection becomes SQL, for statistics, series and listings alike.
+ * The selection as one condition on a relation of readings (`data`, or the rollups: `reading_minutes`
+ * with their `minute`, `reading_hours` with their `start`): every filter given, together; `true` when
+ * none is. The one place the selection becomes SQL, for statistics, series and listings alike.
  */
 export function selectionFilter(
   { deviceId, ownerId, start, end }: ReadingSelection,
   table: 'data' | 'r' = 'data',
-  time: 'created_at' | 'minute' = 'created_at',
+  time: 'created_at' | 'minute' | 'start' = 'created_at',
 ): RawBuilder<boolean> {
   const column = (name: string) => sql.ref(`${table}.${name}`);
   const conditions: RawBuilder<unknown>[] = [];

@@ -9,9 +9,10 @@ import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id, Nullable } from '../http/schemas.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { type BucketRow, selectedReadingTime } from './reading-series.js';
-import { type Attribute, AttributesParam, parseAttributes } from './schemas.js';
+import { Accuracy, type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { requireSelectable } from './selection.js';
 import { bucketBoundaries, canonicalTimeZone, formatInZone, parseBucket } from './time-buckets.js';
+import { RELATIVE_ACCURACY } from './value-sketch.js';
 
 export interface SeriesRoutesOptions {
   db: Kysely<Database>;
@@ -44,10 +45,32 @@ const SeriesQuery = Type.Object({
     description:
       'Empty buckets: left out (none), answered with nulls (null), or with the previous values (previous)',
   }),
-  median: Type.Boolean({ default: false, description: 'Also compute the exact median of each bucket' }),
+  median: Type.Boolean({
+    default: false,
+    description:
+      "Also compute each bucket's median: exact, or with `accuracy=approx` from the hourly rollups' sketches " +
+      'for buckets of whole hours (the values then say `approximate` and the bound)',
+  }),
+  accuracy: Type.Optional(Accuracy),
 });
 
-const valueFields = { min: Nullable(), max: Nullable(), mean: Nullable(), median: Type.Optional(Nullable()) };
+const valueFields = {
+  min: Nullable(),
+  max: Nullable(),
+  mean: Nullable(),
+  median: Type.Optional(Nullable()),
+  approximate: Type.Optional(
+    Type.Boolean({
+      description: 'Present (true) when the median comes from quantile sketches (`accuracy=approx`)',
+    }),
+  ),
+  relative_error: Type.Optional(
+    Type.Number({
+      description: "With `approximate`: the bound on the median's relative error; 0.01 is 1%",
+      examples: [0.01],
+    }),
+  ),
+};
 const start = Type.String({
   description: "The bucket's start, ISO 8601 with the zone's offset",
   examples: ['2026-03-29T00:00:00+01:00'],
@@ -95,7 +118,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
       },
     },
     async (request) => {
-      const { device_id, user_id, fill, median } = request.query;
+      const { device_id, user_id, fill, median, accuracy } = request.query;
       const attrs = parseAttributes(request.query.attr);
       const size = parseBucket(request.query.bucket);
       if (!size)
@@ -127,7 +150,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
         );
       }
       const rows = await heavy.run('series', {
-        selection: { ...selection, attrs, withMedian: median },
+        selection: { ...selection, attrs, withMedian: median, accuracy },
         boundaries,
       });
       return fillBuckets(rows, { boundaries, zone: tz, fill, attrs, withMedian: median });
@@ -156,6 +179,7 @@ function fillBuckets(
       max: found?.max ?? null,
       mean: row && sum !== null && sum !== undefined && Number.isFinite(sum) ? sum / row.count : null,
       ...(withMedian ? { median: found?.median ?? null } : {}),
+      ...(withMedian && row?.approximate ? { approximate: true, relative_error: RELATIVE_ACCURACY } : {}),
     };
   };
   const shape = (

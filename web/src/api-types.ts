@@ -581,6 +581,13 @@ export interface components {
             max: number | null;
             mean: number | null;
             median?: number | null;
+            /** @description Present (true) when the median comes from quantile sketches (`accuracy=approx`) */
+            approximate?: boolean;
+            /**
+             * @description With `approximate`: the bound on the median's relative error; 0.01 is 1%
+             * @example 0.01
+             */
+            relative_error?: number;
         };
         /** @description Whether the service and its database answer */
         Health: {
@@ -1981,7 +1988,7 @@ export interface operations {
                  * @example 5,25,75,95,99
                  */
                 percentiles?: string;
-                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over any range */
+                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the quantile sketches of the hour, day and month rollups: fast over any range */
                 accuracy?: "exact" | "approx";
                 /** @description One entry per device in the selection */
                 group_by?: "device";
@@ -2107,7 +2114,7 @@ export interface operations {
                  * @example 5,25,75,95,99
                  */
                 percentiles?: string;
-                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the hour, day and month rollups: fast over any range */
+                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the quantile sketches of the hour, day and month rollups: fast over any range */
                 accuracy?: "exact" | "approx";
                 /** @description One entry per device in the selection */
                 group_by?: "device";
@@ -2239,8 +2246,10 @@ export interface operations {
                 tz?: string;
                 /** @description Empty buckets: left out (none), answered with nulls (null), or with the previous values (previous) */
                 fill?: "none" | "null" | "previous";
-                /** @description Also compute the exact median of each bucket */
+                /** @description Also compute each bucket's median: exact, or with `accuracy=approx` from the hourly rollups' sketches for buckets of whole hours (the values then say `approximate` and the bound) */
                 median?: boolean;
+                /** @description `exact` (the default): every statistic exact. `approx`: count, min, max, sum, mean and the variances still exact, the median and percentiles within 1% from the quantile sketches of the hour, day and month rollups: fast over any range */
+                accuracy?: "exact" | "approx";
             };
             header?: never;
             path?: never;
@@ -2266,6 +2275,13 @@ export interface operations {
                         max: number | null;
                         mean: number | null;
                         median?: number | null;
+                        /** @description Present (true) when the median comes from quantile sketches (`accuracy=approx`) */
+                        approximate?: boolean;
+                        /**
+                         * @description With `approximate`: the bound on the median's relative error; 0.01 is 1%
+                         * @example 0.01
+                         */
+                        relative_error?: number;
                     } | {
                         /**
                          * @description The bucket's start, ISO 8601 with the zone's offset
