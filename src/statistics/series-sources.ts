@@ -55,9 +55,32 @@ export async function seriesParts(
   if (unfolded.length > MAX_UNFOLDED_RANGES) return splitAtMinutes(from, to);
   const parts: Part[] = [{ source: 'hours', from: hourFrom, to: hourTo, except: unfolded }];
   if (unfolded.length > 0) parts.push({ source: 'minutes', from: hourFrom, to: hourTo, only: unfolded });
-  if (from < hourFrom) parts.push(...splitAtMinutes(from, hourFrom));
-  if (hourTo < to) parts.push(...splitAtMinutes(hourTo, to));
+  const edges = [
+    ...(from < hourFrom ? splitAtMinutes(from, hourFrom) : []),
+    ...(hourTo < to ? splitAtMinutes(hourTo, to) : []),
+  ];
+  // The minutes are keyed by device, then time: a stretch of every device's minutes is read as one
+  // index range per device (without, SQLite scans every minute stored: 150 ms over 30 days of 1M
+  // readings, for the hour at either end).
+  const devices = edges.some((part) => part.source === 'minutes') ? await selectedDevices(db, selection) : [];
+  for (const part of edges) {
+    const perDevice = part.source === 'minutes' && devices.length <= MAX_UNFOLDED_RANGES;
+    parts.push(
+      perDevice ? { ...part, only: devices.map((id): DeviceRange => [id, part.from, part.to]) } : part,
+    );
+  }
   return parts;
+}
+
+/** The ids of the selected devices. */
+async function selectedDevices(
+  db: Kysely<Database>,
+  { deviceId, ownerId }: ReadingSelection,
+): Promise<number[]> {
+  if (deviceId !== undefined) return [deviceId];
+  const owned = ownerId === undefined ? sql`true` : sql`user_id = ${ownerId}`;
+  const { rows } = await sql<{ id: number }>`select id from devices where ${owned} order by id`.execute(db);
+  return rows.map((row) => row.id);
 }
 
 /** [from, to) as its whole minutes (rollups) and the ragged pieces before and after (readings). */
