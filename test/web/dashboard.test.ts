@@ -310,6 +310,106 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     await page.locator('[data-stat="x.count"][data-value="650"]').waitFor();
   });
 
+  it('shows approximate medians and percentiles over many readings, with the bound, and the exact ones on a click', async () => {
+    // A device with 100,000 readings (the dashboard's threshold) over the last 20 hours.
+    const bearer = {
+      authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem('statistics.token'))}`,
+    };
+    const created = (await (
+      await api('/device/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer },
+        body: JSON.stringify({ name: 'busy' }),
+      })
+    ).json()) as { id: number; ingest_token: string };
+    const now = Date.now();
+    for (let batch = 0; batch < 10; batch++) {
+      const readings = Array.from({ length: 10_000 }, (_, j) => {
+        const i = batch * 10_000 + j;
+        return {
+          device_id: created.id,
+          x: ((i * 7919) % 2001) - 500,
+          y: (i % 977) / 10,
+          z: 1000 + (i % 37),
+          timestamp: new Date(now - 20 * 3600_000 + i * 700).toISOString(),
+        };
+      });
+      const response = await api('/data/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-device-token': created.ingest_token },
+        body: JSON.stringify(readings),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+    }
+
+    type Answer = Record<string, Record<string, number> & { percentiles: Record<string, number> }>;
+    const exactOf = async (filters: string) =>
+      (await (await api(`/analyze_statistics/?attr=all&percentiles=5,25,75,95&${filters}`)).json()) as Answer;
+    const cells = () =>
+      page.$$eval('#statistics td[data-stat], #overall-result td[data-stat]', (found) =>
+        found.map((cell) => ({
+          stat: cell.getAttribute('data-stat') as string,
+          value: Number(cell.getAttribute('data-value')),
+          approximate: cell.getAttribute('data-approximate') === 'true',
+          text: cell.textContent ?? '',
+        })),
+      );
+    /** Every cell as the exact answer has it, or, where marked approximate, within 1% of it. */
+    const assertCells = async (exact: Answer, approximate: boolean) => {
+      const shown = await cells();
+      assert.equal(shown.length, 30);
+      for (const { stat, value, approximate: marked, text } of shown) {
+        const [axis, key] = stat.split('.') as [string, string];
+        const answer = exact[axis] as Answer[string];
+        const want = key.startsWith('p')
+          ? (answer.percentiles[key.slice(1)] as number)
+          : (answer[key] as number);
+        const sketched = approximate && (key === 'median' || key.startsWith('p'));
+        assert.equal(marked, sketched, `${stat} marked approximate`);
+        assert.equal(text.startsWith('≈'), sketched, `${stat}: "${text}"`);
+        if (sketched)
+          assert.ok(Math.abs(value - want) <= 0.01 * Math.abs(want) + 1e-9, `${stat}: ${value} vs ${want}`);
+        else if (key === 'count' || key === 'min' || key === 'max') assert.equal(value, want, stat);
+        else
+          assert.ok(
+            Math.abs(value - want) <= 1e-9 * Math.max(1, Math.abs(want)),
+            `${stat}: ${value} vs ${want}`,
+          );
+      }
+    };
+
+    // The device page: the chart's buckets count 100,000 readings, so the statistics are approximate.
+    await page.goto(`${server.url}/#/device/${created.id}`);
+    const chart = page.locator('#chart[data-bucket][aria-busy="false"]');
+    await chart.waitFor();
+    const start = await chart.getAttribute('data-start');
+    const note = page.locator('#approximate-note');
+    await note.waitFor({ timeout: 30_000 });
+    assert.match((await note.textContent()) ?? '', /approximate \(≈ ±1%\)/);
+    const range = `device_id=${created.id}&start_date=${start}&end_date=${await chart.getAttribute('data-end')}`;
+    const exact = await exactOf(range);
+    assert.equal(exact.x?.count, 100_000);
+    await assertCells(exact, true);
+
+    // One click: the exact values, the note gone.
+    await page.getByRole('button', { name: 'Show exact values' }).click();
+    await page.locator('#statistics .statistics-panel[data-accuracy="exact"]').waitFor({ timeout: 30_000 });
+    assert.equal(await note.count(), 0);
+    await assertCells(exact, false);
+
+    // The overall page over that device: approximate too, exact on a click.
+    await page.goto(`${server.url}/#/stats?device_id=${created.id}`);
+    await page
+      .locator('#overall-result .statistics-panel[data-accuracy="approx"]')
+      .waitFor({ timeout: 30_000 });
+    await assertCells(await exactOf(`device_id=${created.id}`), true);
+    await page.getByRole('button', { name: 'Show exact values' }).click();
+    await page
+      .locator('#overall-result .statistics-panel[data-accuracy="exact"]')
+      .waitFor({ timeout: 30_000 });
+    await assertCells(await exactOf(`device_id=${created.id}`), false);
+  });
+
   it('signs out, and a token that stops working sends the user to sign in with a message', async () => {
     const token = await page.evaluate(() => sessionStorage.getItem('statistics.token'));
     await page.getByRole('button', { name: 'Sign out' }).click();

@@ -1,8 +1,8 @@
 import type uPlot from 'uplot';
-import { AXES, type Axis, answer, api, bucketValues, byAxis, exportUrl } from './api';
+import { AXES, type Axis, type AxisStatistics, answer, api, bucketValues, byAxis, exportUrl } from './api';
 import { COLORS, chooseBucket, createChart, type SeriesByAxis, seriesIndex, toColumns } from './chart';
 import { formatDateTime, fromLocalInput, h, message, query, timeZone, toLocalInput } from './dom';
-import { PERCENTILES, statisticsTable } from './stats-table';
+import { type Accuracy, APPROX_FROM_READINGS, PERCENTILES, statisticsPanel } from './stats-table';
 
 const RANGES: [string, string, number][] = [
   ['1h', 'Last hour', 3600_000],
@@ -173,23 +173,33 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
         start: startDate,
         end: endDate,
       });
+      const readings = buckets.reduce((sum, b) => sum + b.count, 0);
       caption.textContent = `${formatDateTime(range.from)} – ${formatDateTime(range.to)} (${tz}), one point per ${bucket}: the line is the mean, the band spans min to max.`;
       chartBox.setAttribute('aria-busy', 'false');
+      return readings;
     }, fail);
-    // The exact percentiles are the slowest query: asked once the chart is drawn, so they never delay it.
-    const counted = drawn
-      .then(() =>
-        answer(
+    // The statistics, asked once the chart is drawn so that they never delay it. The chart's buckets
+    // count the range's readings: over many, approximate medians and percentiles (exact on a click).
+    const showStatistics = async (accuracy: Accuracy): Promise<AxisStatistics> => {
+      const stats = byAxis(
+        await answer(
           api.GET('/analyze_statistics/', {
-            params: { query: { ...filters, attr: 'all', percentiles: PERCENTILES.join(',') } },
+            params: { query: { ...filters, attr: 'all', percentiles: PERCENTILES.join(','), accuracy } },
             signal: controller.signal,
           }),
         ),
-      )
-      .then(byAxis)
+      );
+      statsBox.replaceChildren(
+        statisticsPanel(stats, 'Statistics for this range', () => {
+          showStatistics('exact').catch(fail);
+        }),
+      );
+      statsBox.dataset.start = startDate;
+      return stats;
+    };
+    const counted = drawn
+      .then((readings) => showStatistics((readings ?? 0) >= APPROX_FROM_READINGS ? 'approx' : 'exact'))
       .then(async (stats) => {
-        statsBox.replaceChildren(statisticsTable(stats, 'Statistics for this range'));
-        statsBox.dataset.start = startDate;
         emptyBox.replaceChildren();
         if (stats.x.count === 0) {
           // The device's own count, which the device answer carries (no statistics over its history).

@@ -1,6 +1,6 @@
-import { allDevices, answer, api, byAxis } from './api';
+import { type AxisStatistics, allDevices, answer, api, byAxis } from './api';
 import { fromLocalInput, h, message, query, toLocalInput } from './dom';
-import { PERCENTILES, statisticsTable } from './stats-table';
+import { type Accuracy, APPROX_FROM_READINGS, PERCENTILES, statisticsPanel } from './stats-table';
 
 /** The statistics of everyone's readings, with /analyze_statistics/'s filters: device, user and dates. */
 export function overallView(main: HTMLElement, params: URLSearchParams): () => void {
@@ -79,26 +79,35 @@ export function overallView(main: HTMLElement, params: URLSearchParams): () => v
   };
   const userId = params.get('user_id');
   const signal = controller.signal;
-  answer(
-    userId
-      ? api.GET('/analyze_statistics/{user_id}', {
-          params: { path: { user_id: Number(userId) }, query: filters },
-          signal,
-        })
-      : api.GET('/analyze_statistics/', { params: { query: filters }, signal }),
-  )
-    .then(byAxis)
-    .then((stats) => {
-      result.replaceChildren(
-        statisticsTable(
-          stats,
-          userId ? `Statistics over user #${userId}'s devices` : 'Statistics over all readings',
-        ),
-        stats.x.count === 0 ? h('p', { class: 'empty' }, 'No readings match these filters.') : '',
-      );
-    })
-    .catch((error: Error) => {
-      if (error.name !== 'AbortError') result.replaceChildren(message('error', error.message));
-    });
+  const ask = async (accuracy: Accuracy) =>
+    byAxis(
+      await answer(
+        userId
+          ? api.GET('/analyze_statistics/{user_id}', {
+              params: { path: { user_id: Number(userId) }, query: { ...filters, accuracy } },
+              signal,
+            })
+          : api.GET('/analyze_statistics/', { params: { query: { ...filters, accuracy } }, signal }),
+      ),
+    );
+  const show = (stats: AxisStatistics) =>
+    result.replaceChildren(
+      statisticsPanel(
+        stats,
+        userId ? `Statistics over user #${userId}'s devices` : 'Statistics over all readings',
+        () => {
+          ask('exact').then(show, fail);
+        },
+      ),
+      stats.x.count === 0 ? h('p', { class: 'empty' }, 'No readings match these filters.') : '',
+    );
+  const fail = (error: Error) => {
+    if (error.name !== 'AbortError') result.replaceChildren(message('error', error.message));
+  };
+  // The approximate answer is cheap over any range and counts the readings exactly: over few, the
+  // exact answer is cheap too, and shown instead.
+  ask('approx')
+    .then((stats) => (stats.x.count >= APPROX_FROM_READINGS ? stats : ask('exact')))
+    .then(show, fail);
   return () => controller.abort();
 }
