@@ -176,7 +176,13 @@ export async function buildApp(
     );
     app.addHook('onClose', async () => folder?.stop());
   }
-  await app.register(seriesRoutes, { db, reads, heavy, maxSeriesBuckets: config.maxSeriesBuckets });
+  await app.register(seriesRoutes, {
+    db,
+    reads,
+    heavy,
+    maxSeriesBuckets: config.maxSeriesBuckets,
+    retention: config.retention,
+  });
   await app.register(healthRoutes, { db, engine, lifecycle });
   // With a port of its own, /metrics is never on the API port.
   if (config.metrics.token !== undefined && config.metrics.port === undefined) {

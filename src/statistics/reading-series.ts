@@ -77,6 +77,12 @@ export type SeriesSelection = ReadingSelection & {
   withMedian: boolean;
   /** `approx`: medians from the hourly rollups' sketches where the buckets allow it. */
   accuracy?: 'exact' | 'approx';
+  /**
+   * Where the hourly rollups may be read from: the readings' retention horizon (RETENTION_DAYS). An
+   * hour before it may have been folded after its readings were removed (the folder recomputes hours
+   * from the readings), while its minute rollups are kept: the minutes answer it.
+   */
+  hoursFrom?: EpochMs;
   /** Medians of the halved values (see halvedPercentile), for the buckets where a median overflowed. */
   halvedMedians?: boolean;
 };

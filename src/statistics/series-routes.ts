@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { type Static, Type } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
 import { ReadingFilters } from '../data/schemas.js';
+import { type Retention, readingsRetainedFrom } from '../db/maintenance.js';
 import type { Reads } from '../db/read-replicas.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
@@ -20,6 +21,7 @@ export interface SeriesRoutesOptions {
   reads: Reads;
   heavy: HeavyQueries;
   maxSeriesBuckets: number;
+  retention: Retention;
 }
 
 const SeriesQuery = Type.Object({
@@ -98,7 +100,7 @@ type SeriesBucket = Static<typeof SeriesBucket>;
 
 export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = async (
   app,
-  { db, reads, heavy, maxSeriesBuckets },
+  { db, reads, heavy, maxSeriesBuckets, retention },
 ) => {
   app.get(
     '/analyze_statistics/series',
@@ -150,7 +152,13 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
         );
       }
       const rows = await heavy.run('series', {
-        selection: { ...selection, attrs, withMedian: median, accuracy },
+        selection: {
+          ...selection,
+          attrs,
+          withMedian: median,
+          accuracy,
+          hoursFrom: readingsRetainedFrom(retention, Date.now()),
+        },
         boundaries,
       });
       return fillBuckets(rows, { boundaries, zone: tz, fill, attrs, withMedian: median });

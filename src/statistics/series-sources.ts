@@ -34,19 +34,20 @@ export interface Part {
  * `boundaries`: whole hours from the hourly rollups (`reading_hours`) where every minute of the hour
  * is folded into them, the device's hours with unfolded minutes (late readings, the current hour)
  * and the partial hours at either end from the minute rollups, and the partial minutes at either end
- * from the readings. Boundaries off whole hours (a zone 30 or 45 minutes off UTC, minute buckets)
+ * from the readings. Before `hoursFrom` (the readings' retention horizon) the minutes answer every
+ * hour. Boundaries off whole hours (a zone 30 or 45 minutes off UTC, minute buckets)
  * skip the hours; boundaries off whole minutes read every reading.
  */
 export async function seriesParts(
   db: Kysely<Database>,
   engine: Engine,
-  selection: ReadingSelection,
+  selection: ReadingSelection & { hoursFrom?: EpochMs },
   boundaries: readonly EpochMs[],
   from: EpochMs,
   to: EpochMs,
 ): Promise<Part[]> {
   if (!boundaries.every((boundary) => boundary % MINUTE_MS === 0)) return [{ source: 'readings', from, to }];
-  const hourFrom = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  const hourFrom = Math.ceil(Math.max(from, selection.hoursFrom ?? from) / HOUR_MS) * HOUR_MS;
   const hourTo = Math.floor(to / HOUR_MS) * HOUR_MS;
   if (hourFrom >= hourTo || !boundaries.every((boundary) => boundary % HOUR_MS === 0)) {
     return splitAtMinutes(from, to);
