@@ -117,7 +117,10 @@ async function runSuite(files: string[], pass = ''): Promise<void> {
 /** Whether a file runs against the shared PostgreSQL (TEST_DATABASE_URL), and only that one. */
 function usesSharedPostgres(file: string): boolean {
   const text = readFileSync(file, 'utf8');
-  return /onEachEngine|ENGINES|freshDatabase|TEST_DATABASE_URL/.test(text) && !/own-postgres/.test(text);
+  return (
+    /onEachEngine|ENGINES|freshDatabase|TEST_DATABASE_URL|engineSkipReason\('postgres'\)/.test(text) &&
+    !/own-postgres/.test(text)
+  );
 }
 
 const started = performance.now();

@@ -23,6 +23,13 @@ export function registerErrorHandler(app: FastifyInstance): void {
         .header('retry-after', '2')
         .send({ detail: 'Database unavailable, retry shortly' });
     }
+    if (lostToConcurrentTransaction(error)) {
+      request.log.warn({ err: error }, 'transaction lost to a concurrent one');
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ detail: 'The write met a concurrent one and was rolled back, nothing stored: retry' });
+    }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return reply.code(status).send({ detail: error.message });
@@ -59,4 +66,13 @@ function isDatabaseUnavailable(error: unknown): boolean {
     typeof message === 'string' &&
     /timeout exceeded when trying to connect|Connection terminated|Query read timeout/.test(message)
   );
+}
+
+/**
+ * PostgreSQL chose this transaction to end a deadlock, or refused it as not serializable: it rolled
+ * back whole, so a retry is safe (e.g. a late import's rollups meeting the rollup folder's marks).
+ */
+function lostToConcurrentTransaction(error: unknown): boolean {
+  const { code } = error as { code?: unknown };
+  return code === '40P01' || code === '40001';
 }
