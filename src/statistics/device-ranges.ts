@@ -28,3 +28,19 @@ export function rangeGroups(ranges: readonly DeviceRange[], size = 200): DeviceR
   for (let i = 0; i < ranges.length; i += size) groups.push(ranges.slice(i, i + size));
   return groups;
 }
+
+/**
+ * The ranges with each run of adjacent or overlapping ones of a device made one:
+ * a sparse device's hundred consecutive hours are one index range scan, not a hundred terms (which
+ * PostgreSQL plans for every partition of the readings). Sorted by device and start.
+ */
+export function joinAdjacent(ranges: readonly DeviceRange[]): DeviceRange[] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const joined: Array<[number, number, number]> = [];
+  for (const [deviceId, from, to] of sorted) {
+    const last = joined.at(-1);
+    if (last && last[0] === deviceId && from <= last[2]) last[2] = Math.max(last[2], to);
+    else joined.push([deviceId, from, to]);
+  }
+  return joined;
+}

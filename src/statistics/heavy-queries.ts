@@ -3,7 +3,7 @@ import type { EpochMs } from '../db/tables.js';
 import { approxStatistics } from './approx-statistics.js';
 import { readingSeries, type SeriesSelection } from './reading-series.js';
 import { readingStatistics } from './reading-statistics.js';
-import { planFold } from './rollup-fold.js';
+import { type FoldCursor, planFold } from './rollup-fold.js';
 
 /**
  * The queries that may scan many readings, by name. Each takes a Reader and plain data (it crosses
@@ -14,8 +14,10 @@ export const heavyQueries = {
   statistics: readingStatistics,
   approxStatistics,
   /** The rollup folder's reads and computing (rollup-fold.ts), off the event loop on SQLite. */
-  foldPlan: (reader: Reader, { maxReadings, before }: { maxReadings: number; before: EpochMs }) =>
-    planFold(reader.db, maxReadings, before),
+  foldPlan: (
+    reader: Reader,
+    { maxReadings, before, after }: { maxReadings: number; before: EpochMs; after?: FoldCursor | undefined },
+  ) => planFold(reader.db, maxReadings, before, after),
   series: (
     reader: Reader,
     { selection, boundaries }: { selection: SeriesSelection; boundaries: EpochMs[] },

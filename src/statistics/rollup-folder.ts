@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
-import { type FoldPlanner, foldRollups } from './rollup-fold.js';
+import { type FoldCursor, type FoldPlanner, foldRollups } from './rollup-fold.js';
 
 /**
  * Readings one fold step reads at most (a step is one short write transaction). On SQLite the reading
@@ -32,10 +32,12 @@ export function startRollupFolder(
   const loop = (async () => {
     while (!stopping.signal.aborted) {
       try {
+        let after: FoldCursor | undefined;
         for (;;) {
           if (stopping.signal.aborted) return;
-          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS, undefined, planner);
+          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS, undefined, planner, after);
           if (!folded || folded.hours === 0) break;
+          after = folded.next;
           await new Promise((resolve) => setImmediate(resolve));
         }
       } catch (error) {

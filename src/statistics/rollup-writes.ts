@@ -1,7 +1,8 @@
 import { sql, type Transaction } from 'kysely';
 import { type Engine, rowsAsTable } from '../db/dialect.js';
 import type { Database, ReadingRollupsTable } from '../db/tables.js';
-import type { RollupTable } from './rollup-periods.js';
+import { type DeviceRange, inRanges, joinAdjacent, rangeGroups } from './device-ranges.js';
+import { HOUR_MS, hourUnit, type RollupTable } from './rollup-periods.js';
 import { ROLLUP_VALUES } from './rollup-values.js';
 
 /** One device's period in a rollup table (its start, UTC epoch ms). */
@@ -21,16 +22,27 @@ export interface FoldPlan {
 /** Writes a plan: each level's rows in place of the periods it replaces, then the marks. */
 export async function applyFold(trx: Transaction<Database>, engine: Engine, plan: FoldPlan): Promise<void> {
   for (const level of plan.levels) await replaceRollups(trx, level.table, level.periods, level.rows);
-  await sql`update reading_minutes set folded = 1
-    where folded = 0 and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
-      engine,
-      [
-        ['device_id', 'int'],
-        ['minute', 'int8'],
-        ['readings', 'int'],
-      ],
-      plan.marks,
-    )} as marks)`.execute(trx);
+  // The marks' hours as index ranges first: matched against the marks as a table alone, PostgreSQL
+  // hashed them and scanned every unfolded minute (30 ms a step over a backlog of 1M).
+  const hours = joinAdjacent(
+    plan.marks.map(([deviceId, minute]): DeviceRange => {
+      const hour = hourUnit.floor(minute);
+      return [deviceId, hour, hour + HOUR_MS];
+    }),
+  );
+  for (const group of rangeGroups(hours)) {
+    await sql`update reading_minutes set folded = 1
+      where folded = 0 and ${inRanges(sql.ref('device_id'), sql.ref('minute'), group)}
+        and (device_id, minute, readings) in (select device_id, minute, readings from ${rowsAsTable(
+          engine,
+          [
+            ['device_id', 'int'],
+            ['minute', 'int8'],
+            ['readings', 'int'],
+          ],
+          plan.marks,
+        )} as marks)`.execute(trx);
+  }
 }
 
 /** Stores the rows of `periods` that have readings and removes those that have none any more. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
-import { foldRollups } from '../../src/statistics/rollup-fold.js';
+import { type FoldCursor, foldRollups } from '../../src/statistics/rollup-fold.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 import { asReadings, type Point } from '../helpers/series-reference.js';
 
@@ -58,10 +58,13 @@ function assertApprox(actual: Record<string, unknown>, values: number[], percent
   for (const p of percentiles) within(answered[String(p)], p / 100, `p${p}`);
 }
 
-async function foldAll(h: Harness): Promise<void> {
+/** Folds in steps until nothing is left, each step after the last one's cursor, as the folder does. */
+async function foldAll(h: Harness, maxReadings = 5000): Promise<void> {
+  let after: FoldCursor | undefined;
   for (;;) {
-    const folded = await foldRollups(h.db, h.engine, 5000);
+    const folded = await foldRollups(h.db, h.engine, maxReadings, undefined, undefined, after);
     if (!folded || folded.hours === 0) return;
+    after = folded.next;
   }
 }
 
@@ -189,6 +192,39 @@ onEachEngine(
       close(after.variance, before.variance, 'variance');
     });
 
+    it('folds a late reading that lands behind the cursor of the folder (it wraps around to it)', async () => {
+      const device = devices[0] as number;
+      // Sparse readings over 30 days, a few per hour: many fold steps of many hours.
+      const spread: Point[] = Array.from({ length: 240 }, (_, i) => ({
+        device,
+        x: (i % 17) - 8,
+        y: 5,
+        z: -5,
+        at: START + 2 * DAY + i * 10_800_000 + 17_000,
+      }));
+      await post(spread);
+      let after: FoldCursor | undefined;
+      for (let i = 0; i < 3; i++)
+        after = (await foldRollups(h.db, h.engine, 20, undefined, undefined, after))?.next;
+      assert.ok(after, 'the steps left a cursor');
+      const late: Point = { device, x: -77_777, y: 5, z: -5, at: START + 2 * DAY + 5_000 };
+      assert.ok(late.at < (after?.[1] as number), 'the late reading is behind the cursor');
+      await post([late]);
+      for (;;) {
+        const folded = await foldRollups(h.db, h.engine, 20, undefined, undefined, after);
+        if (!folded || folded.hours === 0) break;
+        after = folded.next;
+      }
+      assert.equal(await unfoldedMinutes(h), 0);
+      const answer = await get(`attr=x&accuracy=approx&device_id=${device}`);
+      assertApprox(
+        answer,
+        values('x', (p) => p.device === device),
+        [],
+      );
+      assert.equal(answer.min, -77_777);
+    });
+
     it('keeps an import, and readings that arrive while the folder runs, in the rollups', async () => {
       const device = devices[1] as number;
       const lines = Array.from({ length: 500 }, (_, i) => {
@@ -212,7 +248,9 @@ onEachEngine(
         at: START + 40 * DAY + (i % 60) * 60_000 + i,
       }));
       const folding = (async () => {
-        for (let i = 0; i < 30; i++) await foldRollups(h.db, h.engine, 50);
+        let after: FoldCursor | undefined;
+        for (let i = 0; i < 30; i++)
+          after = (await foldRollups(h.db, h.engine, 50, undefined, undefined, after))?.next;
       })();
       for (let i = 0; i < arriving.length; i += 10) await post(arriving.slice(i, i + 10));
       await folding;
