@@ -46,15 +46,20 @@ export async function approxStatistics(
     ],
     sql` and `,
   );
-  const devices = (
-    await sql<{ id: number }>`select id from devices where ${deviceFilter} order by id`.execute(db)
-  ).rows;
-  const unfolded = await sql<{ device_id: number; hour: number; readings: number }>`
+  // The devices and their hours with unfolded minutes in one statement: rows without an hour name a device.
+  const { rows: found } = await sql<{ device_id: number; hour: number | null; readings: number | null }>`
+    select id as device_id, null as hour, null as readings from devices where ${deviceFilter}
+    union all
     select m.device_id, m.minute - ((m.minute % ${HOUR_MS}) + ${HOUR_MS}) % ${HOUR_MS} as hour, sum(m.readings) as readings
     from devices cross join ${throughIndex(engine, 'reading_minutes', 'm', 'reading_minutes_unfolded')}
     where ${deviceFilter} and m.device_id = devices.id and m.folded = 0
       and m.minute >= ${Number.isFinite(from) ? from - HOUR_MS : -FAR} and m.minute < ${Number.isFinite(to) ? to : FAR}
     group by 1, 2`.execute(db);
+  const devices = found
+    .filter((row) => row.hour === null)
+    .map((row) => row.device_id)
+    .sort((a, b) => a - b);
+  const unfolded = { rows: found.filter((row) => row.hour !== null) };
   if (unfolded.rows.reduce((sum, row) => sum + Number(row.readings), 0) > MAX_UNFOLDED_READINGS) {
     return readingStatistics(reader, request);
   }
@@ -65,7 +70,7 @@ export async function approxStatistics(
     dirty.set(row.device_id, hours);
   }
   const clean = decompose(from, to, new Set());
-  const pieces = devices.map(({ id }) => {
+  const pieces = devices.map((id) => {
     const hours = dirty.get(id);
     return [id, hours ? decompose(from, to, hours) : clean] as const;
   });
@@ -80,15 +85,19 @@ export async function approxStatistics(
     group[attr] ??= emptySummary();
     return group[attr];
   };
-  for (const table of ['reading_months', 'reading_days', 'reading_hours'] as const) {
-    for (const group of rangeGroups(rangesOf(pieces, table))) {
-      const { rows } = await sql<RollupRow>`
-        select device_id, readings, ${sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)))}
-        from ${sql.table(table)}
-        where ${inRanges(sql.ref('device_id'), sql.ref('start'), group)}`.execute(db);
-      for (const row of rows) {
-        for (const attr of request.attrs) addRollupRow(summaryOf(row.device_id, attr), row, attr);
-      }
+  const columns = sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)));
+  for (const statement of rollupStatements(pieces)) {
+    // Every level in one statement (a round trip each costs more than reading the rows on PostgreSQL).
+    const { rows } = await sql<RollupRow>`${sql.join(
+      statement.map(
+        ({ table, ranges }) => sql`select device_id, readings, ${columns}
+          from ${sql.table(table)}
+          where ${inRanges(sql.ref('device_id'), sql.ref('start'), ranges)}`,
+      ),
+      sql` union all `,
+    )}`.execute(db);
+    for (const row of rows) {
+      for (const attr of request.attrs) addRollupRow(summaryOf(row.device_id, attr), row, attr);
     }
   }
   const ranges = rangesOf(pieces, 'readings');
@@ -131,6 +140,34 @@ function rangesOf(
     of[level].map(([start, end]: Interval): DeviceRange => [deviceId, bound(start), bound(end)]),
   );
 }
+
+/**
+ * The ranges of the three rollup tables as statements of one or more `select`s (joined by `union all`),
+ * each `select` of at most 200 ranges (SQLite parses a list of ORs 1,000 deep at most) and each
+ * statement of at most 600 (three parameters each: well within SQLite's 32,766 variables).
+ */
+function rollupStatements(
+  pieces: ReadonlyArray<readonly [number, Pieces]>,
+): Array<Array<{ table: RollupTable; ranges: DeviceRange[] }>> {
+  const statements: Array<Array<{ table: RollupTable; ranges: DeviceRange[] }>> = [];
+  let current: Array<{ table: RollupTable; ranges: DeviceRange[] }> = [];
+  let size = 0;
+  for (const table of ['reading_months', 'reading_days', 'reading_hours'] as const) {
+    for (const ranges of rangeGroups(rangesOf(pieces, table))) {
+      if (size + ranges.length > MAX_STATEMENT_RANGES && current.length > 0) {
+        statements.push(current);
+        current = [];
+        size = 0;
+      }
+      current.push({ table, ranges });
+      size += ranges.length;
+    }
+  }
+  if (current.length > 0) statements.push(current);
+  return statements;
+}
+
+const MAX_STATEMENT_RANGES = 600;
 
 function rollupColumns(attr: Attribute) {
   return ['min', 'max', 'sum', 'm2', 'sketch'].map((part) => sql.ref(`${attr}_${part}`));
