@@ -10,9 +10,10 @@
  *
  * Settings: BENCH_APPROX_ROWS (10,000,000), BENCH_ENGINES (sqlite; add postgres with
  * BENCH_DATABASE_URL, a server the bench may create a database on), BENCH_APPROX_SQLITE_FILE (a
- * SQLite file an earlier run loaded and folded, kept: the queries are measured on it again).
+ * SQLite file: loaded and kept when it does not exist, else measured again as an earlier run left it),
+ * BENCH_APPROX_KEEP_POSTGRES=1 (the PostgreSQL database wt_approx_bench is kept).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,6 +31,8 @@ const root = resolve(fileURLToPath(import.meta.url), '../..');
 const ROWS = Number(process.env.BENCH_APPROX_ROWS ?? 10_000_000);
 const REQUESTS = Number(process.env.BENCH_APPROX_REQUESTS ?? 15);
 const ENGINES = (process.env.BENCH_ENGINES ?? 'sqlite').split(',');
+/** BENCH_APPROX_KEEP_POSTGRES=1: the PostgreSQL database is left for a closer look (drop it afterwards). */
+const KEEP_POSTGRES = process.env.BENCH_APPROX_KEEP_POSTGRES === '1';
 const DEVICES = 10;
 const YEAR_MS = 365 * 86_400_000;
 const START = Date.UTC(2025, 0, 1);
@@ -86,8 +89,10 @@ const percentileOf = (values: number[], p: number) => {
 async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'bench-approx-'));
   const adminUrl = process.env.BENCH_DATABASE_URL;
-  const reused = engine === 'sqlite' ? process.env.BENCH_APPROX_SQLITE_FILE : undefined;
-  let databaseUrl = `sqlite:${reused ?? join(work, 'approx.db')}`;
+  const kept = engine === 'sqlite' ? process.env.BENCH_APPROX_SQLITE_FILE : undefined;
+  // A kept file that exists was loaded and folded by an earlier run; one that does not is loaded now and kept.
+  const reused = kept !== undefined && existsSync(kept);
+  let databaseUrl = `sqlite:${kept ?? join(work, 'approx.db')}`;
   if (engine === 'postgres') {
     if (!adminUrl) throw new Error('BENCH_DATABASE_URL is needed for postgres');
     await adminQuery(adminUrl, 'drop database if exists wt_approx_bench with (force)');
@@ -185,7 +190,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
   } finally {
     await opened.close();
     rmSync(work, { recursive: true, force: true });
-    if (engine === 'postgres' && adminUrl)
+    if (engine === 'postgres' && adminUrl && !KEEP_POSTGRES)
       await adminQuery(adminUrl, 'drop database if exists wt_approx_bench with (force)');
   }
 }

@@ -1,0 +1,129 @@
+/**
+ * npm run bench:sparse (issue 10): batched ingest of sparse devices, with every rollup kept.
+ * BENCH_SPARSE_ROWS readings (1,000,000) of 10 devices spread over the past year (a reading every
+ * ~5 minutes per device, so nearly every reading starts a minute rollup row of its own), sent to the
+ * real server (folder on) as 10,000-reading JSON batches with their `timestamp`, oldest first,
+ * BENCH_SPARSE_CONNECTIONS (2) requests at a time. Answers readings/s from the first request to the
+ * last answer, and checks what was stored (readings and the minute rollups' count) afterwards.
+ *
+ * Settings: BENCH_ENGINES (sqlite; add postgres with BENCH_DATABASE_URL, a server the bench may
+ * create a database on), BENCH_SPARSE_ROWS, BENCH_SPARSE_CONNECTIONS.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { openDatabase } from '../src/db/database.js';
+import { adminQuery } from './admin.js';
+import { createDevice } from './api.js';
+import { freePort, serverEnvironment, startChild, stopChild, waitUntilReady } from './processes.js';
+import { prng } from './readings.js';
+
+const root = resolve(fileURLToPath(import.meta.url), '../..');
+const ROWS = Number(process.env.BENCH_SPARSE_ROWS ?? 1_000_000);
+const CONNECTIONS = Number(process.env.BENCH_SPARSE_CONNECTIONS ?? 2);
+const ENGINES = (process.env.BENCH_ENGINES ?? 'sqlite').split(',');
+const DEVICES = 10;
+const BATCH = 10_000;
+const YEAR_MS = 365 * 86_400_000;
+/** The whole load must finish in this time (a bound on the loop, not a goal). */
+const LIMIT_MS = 300_000;
+
+const log = (line: string) => console.log(`[bench:sparse] ${line}`);
+
+/**
+ * The batches' JSON bodies, made before the clock starts: readings in time order, the devices
+ * interleaved, each device's step about 5 minutes with up to ±30 s of jitter.
+ */
+function bodies(deviceIds: number[], end: number): string[] {
+  const random = prng(7);
+  const step = Math.floor(YEAR_MS / Math.ceil(ROWS / DEVICES));
+  const start = end - YEAR_MS;
+  const out: string[] = [];
+  let batch: unknown[] = [];
+  for (let i = 0; i < ROWS; i++) {
+    const tick = Math.floor(i / DEVICES);
+    const device = deviceIds[i % DEVICES] as number;
+    const at = start + tick * step + Math.floor((random() - 0.5) * 60_000);
+    batch.push({
+      device_id: device,
+      x: Math.round((random() * 40 - 20) * 100) / 100,
+      y: Math.round(random() * 1000) / 10,
+      z: Math.round(random() * 5000) / 100,
+      timestamp: new Date(at).toISOString(),
+    });
+    if (batch.length === BATCH || i === ROWS - 1) {
+      out.push(JSON.stringify(batch));
+      batch = [];
+    }
+  }
+  return out;
+}
+
+async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'bench-sparse-'));
+  const adminUrl = process.env.BENCH_DATABASE_URL;
+  let databaseUrl = `sqlite:${join(work, 'sparse.db')}`;
+  if (engine === 'postgres') {
+    if (!adminUrl) throw new Error('BENCH_DATABASE_URL is needed for postgres');
+    await adminQuery(adminUrl, 'drop database if exists wt_approx_sparse with (force)');
+    await adminQuery(adminUrl, 'create database wt_approx_sparse');
+    const url = new URL(adminUrl);
+    url.pathname = '/wt_approx_sparse';
+    databaseUrl = url.toString();
+  }
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = startChild(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+    cwd: root,
+    env: serverEnvironment(databaseUrl, port, work),
+  });
+  try {
+    await waitUntilReady(`${base}/health`, child, 60_000);
+    const deviceIds: number[] = [];
+    for (let d = 0; d < DEVICES; d++) deviceIds.push(await createDevice(base));
+    const queue = bodies(deviceIds, Date.now() - 3_600_000);
+    const began = performance.now();
+    let next = 0;
+    let stored = 0;
+    const send = async () => {
+      while (next < queue.length && performance.now() - began < LIMIT_MS) {
+        const body = queue[next++] as string;
+        const response = await fetch(`${base}/data/`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        const text = await response.text();
+        if (response.status !== 201)
+          throw new Error(`a batch answered ${response.status}: ${text.slice(0, 300)}`);
+        stored += (JSON.parse(text) as { stored: number }).stored;
+      }
+    };
+    await Promise.all(Array.from({ length: CONNECTIONS }, send));
+    const seconds = (performance.now() - began) / 1000;
+    const opened = openDatabase(databaseUrl, 'tool');
+    try {
+      const counted = await sql<{ readings: number; minutes: number; rolled: number }>`
+        select (select count(*) from data) as readings, (select count(*) from reading_minutes) as minutes,
+          (select sum(readings) from reading_minutes) as rolled`.execute(opened.db);
+      const row = counted.rows[0];
+      log(
+        `${engine}: ${stored.toLocaleString('en-US')} readings in ${queue.length} batches of ${BATCH.toLocaleString('en-US')}, ` +
+          `${CONNECTIONS} at a time: ${seconds.toFixed(1)} s = ${Math.round(stored / seconds).toLocaleString('en-US')} readings/s; ` +
+          `stored ${Number(row?.readings).toLocaleString('en-US')} readings, ${Number(row?.minutes).toLocaleString('en-US')} minute rollups ` +
+          `holding ${Number(row?.rolled).toLocaleString('en-US')}`,
+      );
+    } finally {
+      await opened.close();
+    }
+  } finally {
+    await stopChild(child);
+    rmSync(work, { recursive: true, force: true });
+    if (engine === 'postgres' && adminUrl)
+      await adminQuery(adminUrl, 'drop database if exists wt_approx_sparse with (force)');
+  }
+}
+
+for (const engine of ENGINES) await benchEngine(engine as 'sqlite' | 'postgres');
