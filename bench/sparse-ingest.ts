@@ -96,7 +96,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
           body,
         });
         const text = await response.text();
-        if (response.status !== 201)
+        if (response.status !== 200)
           throw new Error(`a batch answered ${response.status}: ${text.slice(0, 300)}`);
         stored += (JSON.parse(text) as { stored: number }).stored;
       }

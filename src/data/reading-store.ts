@@ -164,27 +164,44 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
  */
 type MinuteRollup = [number, EpochMs, number, ...number[]];
 
-/** The readings summed up per device and UTC minute, in key order (so writers lock rows alike). */
+/**
+ * The readings summed up per device and UTC minute, in key order (so writers lock rows alike). Keyed
+ * by number, device then minute, and each rollup made as one literal: with sparse devices every
+ * reading starts a rollup of its own, and string keys and spread arrays cost 4 µs a reading (a 10,000
+ * reading batch spent 40 ms here).
+ */
 function rollUpByMinute(rows: readonly ReadingRow[]): MinuteRollup[] {
-  const byKey = new Map<string, MinuteRollup>();
+  const byDevice = new Map<number, Map<number, MinuteRollup>>();
+  const all: MinuteRollup[] = [];
   for (const row of rows) {
-    const minute = row.created_at - (((row.created_at % MINUTE_MS) + MINUTE_MS) % MINUTE_MS);
-    const key = `${row.device_id}/${minute}`;
-    let rollup = byKey.get(key);
+    const { device_id: deviceId, x, y, z, created_at: at } = row;
+    const minute = at - (((at % MINUTE_MS) + MINUTE_MS) % MINUTE_MS);
+    let minutes = byDevice.get(deviceId);
+    if (!minutes) {
+      minutes = new Map();
+      byDevice.set(deviceId, minutes);
+    }
+    // The minute's number (a small integer for any date in the next millennia) hashes faster than its ms.
+    const rollup = minutes.get(minute / MINUTE_MS);
     if (!rollup) {
-      rollup = [row.device_id, minute, 0, ...VALUES.flatMap((v) => [row[v], row[v], 0])];
-      byKey.set(key, rollup);
+      const created: MinuteRollup = [deviceId, minute, 1, x, x, x, y, y, y, z, z, z];
+      minutes.set(minute / MINUTE_MS, created);
+      all.push(created);
+      continue;
     }
     rollup[2]++;
-    VALUES.forEach((v, i) => {
-      const value = row[v];
-      const at = 3 + i * 3;
-      if (value < (rollup[at] as number)) rollup[at] = value;
-      if (value > (rollup[at + 1] as number)) rollup[at + 1] = value;
-      rollup[at + 2] = (rollup[at + 2] as number) + value;
-    });
+    merge(rollup, 3, x);
+    merge(rollup, 6, y);
+    merge(rollup, 9, z);
   }
-  return [...byKey.values()].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return all.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/** One value into a rollup's min, max and sum at `at`. */
+function merge(rollup: MinuteRollup, at: number, value: number): void {
+  if (value < (rollup[at] as number)) rollup[at] = value;
+  if (value > (rollup[at + 1] as number)) rollup[at + 1] = value;
+  rollup[at + 2] = (rollup[at + 2] as number) + value;
 }
 
 // JSON has no Infinity, so on SQLite a rollup sum beyond the double range travels as null (which the
