@@ -80,7 +80,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
     env: serverEnvironment(databaseUrl, port, work),
   });
   try {
-    await waitUntilReady(`${base}/health`, child, 60_000);
+    await waitUntilReady(`${base}/ready`, child, 60_000);
     const deviceIds: number[] = [];
     for (let d = 0; d < DEVICES; d++) deviceIds.push(await createDevice(base));
     const queue = bodies(deviceIds, Date.now() - 3_600_000);
