@@ -131,7 +131,7 @@ export const settings = {
   }),
   ROLLUP_RETENTION_DAYS: Type.Integer({
     description:
-      'Minute rollups older than this many days (whole UTC months) are removed by the maintenance; ' +
+      'Minute, hour, day and month rollups older than this many days (whole UTC months) are removed by the maintenance; ' +
       'at least RETENTION_DAYS, and needs it set',
     minimum: 1,
     maximum: 36_500,

@@ -16,6 +16,7 @@ export interface MaintenanceReport {
   created: string[];
   dropped: string[];
   deletedReadings: number;
+  /** Rollup rows deleted: minutes, and the hours, days and months of accuracy=approx. */
   deletedRollups: number;
 }
 
@@ -37,7 +38,11 @@ export function readingsRetainedFrom(retention: Retention, now: number): number 
     : DAYS.start(now - retention.readingsDays * 86_400_000);
 }
 
-/** The minute rollups are kept from the start of the UTC month that holds now - ROLLUP_RETENTION_DAYS. */
+/**
+ * The rollups (minutes, and the hours, days and months the folder keeps) are kept from the start of
+ * the UTC month that holds now - ROLLUP_RETENTION_DAYS: a month starts there, so every hour, day and
+ * month rollup before it lies wholly before it, and none after it holds anything older.
+ */
 function rollupsRetainedFrom(retention: Retention, now: number): number | undefined {
   return retention.rollupsDays === undefined
     ? undefined
@@ -49,7 +54,8 @@ function rollupsRetainedFrom(retention: Retention, now: number): number | undefi
  * PostgreSQL: under an advisory lock, so that one process at a time does it, creates the time
  * partitions ahead and drops those wholly past the retention. Both engines then delete, in batches,
  * the readings and rollups past it that no partition drop took (all of them on SQLite; the default and
- * pre-partition tables' on PostgreSQL). Deleting readings leaves their minute rollups as they are.
+ * pre-partition tables' on PostgreSQL), and the hour, day and month rollups past ROLLUP_RETENTION_DAYS
+ * (never partitioned). Deleting readings leaves their rollups as they are.
  */
 export async function maintain(
   db: Kysely<Database>,
@@ -121,6 +127,25 @@ async function deleteExpired(
         )
         .executeTakeFirst(),
     );
+    for (const table of ['reading_hours', 'reading_days', 'reading_months'] as const) {
+      deletedRollups += await inBatches(() =>
+        db
+          .deleteFrom(table)
+          .where('start', '<', rollupsFrom)
+          .where(({ eb, refTuple, selectFrom }) =>
+            eb(
+              refTuple('device_id', 'start'),
+              'in',
+              selectFrom(table)
+                .select(['device_id', 'start'])
+                .where('start', '<', rollupsFrom)
+                .limit(DELETE_BATCH)
+                .$asTuple('device_id', 'start'),
+            ),
+          )
+          .executeTakeFirst(),
+      );
+    }
   }
   return { deletedReadings, deletedRollups };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { maintain } from '../../src/db/maintenance.js';
+import { foldRollups } from '../../src/statistics/rollup-fold.js';
 import { ENGINES, engineSkipReason, Harness } from '../helpers/harness.js';
 import { rollupValues } from '../helpers/rollups.js';
 
@@ -38,6 +39,25 @@ for (const engine of ENGINES) {
       const stored = await h.post('/data/', batch);
       assert.equal(stored.statusCode, 200, stored.body);
       const keptIds: number[] = stored.json().ids.slice(3, 5);
+      // The hour, day and month rollups of accuracy=approx, folded now: each of the three times has one of each.
+      while ((await foldRollups(h.db, h.engine, 5000))?.hours) {}
+      const periodRollups = async () => {
+        const starts: Record<string, number[]> = {};
+        for (const table of ['reading_hours', 'reading_days', 'reading_months'] as const) {
+          const rows = await h.db
+            .selectFrom(table)
+            .select(['start', 'readings'])
+            .where('device_id', '=', device)
+            .orderBy('start')
+            .execute();
+          starts[table] = rows.map((row) => Number(row.readings));
+        }
+        return starts;
+      };
+      const everyLevel = { reading_hours: [1, 3, 2], reading_days: [1, 3, 2], reading_months: [1, 3, 2] };
+      // (40 and 29 days ago may share a month: then the months are [1, 5].)
+      const months = new Date(old).getUTCMonth() === new Date(kept).getUTCMonth() ? [1, 5] : [1, 3, 2];
+      assert.deepEqual(await periodRollups(), { ...everyLevel, reading_months: months });
       const rollupsBefore = await h.db
         .selectFrom('reading_minutes')
         .selectAll()
@@ -74,6 +94,13 @@ for (const engine of ENGINES) {
         .where('minute', '<', dayOf(old))
         .execute();
       assert.deepEqual(ancientRollups, []);
+      // The hours, day and month 500 days ago went with them; the newer ones stay.
+      assert.deepEqual(await periodRollups(), {
+        reading_hours: [3, 2],
+        reading_days: [3, 2],
+        reading_months: months.slice(1),
+      });
+      assert.equal(report.deletedRollups, 1 + 3);
 
       // The series over the removed hour still answers from the rollups.
       const series = await h.get(

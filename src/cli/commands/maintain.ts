@@ -26,7 +26,7 @@ export function maintainCommand(program: Command): void {
       }
       console.log(
         `partitions created: ${report.created.join(', ') || 'none'}; dropped: ${report.dropped.join(', ') || 'none'}; ` +
-          `readings deleted: ${report.deletedReadings}; minute rollups deleted: ${report.deletedRollups}`,
+          `readings deleted: ${report.deletedReadings}; rollups deleted (minutes, hours, days, months): ${report.deletedRollups}`,
       );
     });
 }
