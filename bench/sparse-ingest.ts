@@ -4,7 +4,9 @@
  * ~5 minutes per device, so nearly every reading starts a minute rollup row of its own), sent to the
  * real server (folder on) as 10,000-reading JSON batches with their `timestamp`, oldest first,
  * BENCH_SPARSE_CONNECTIONS (2) requests at a time. Answers readings/s from the first request to the
- * last answer, and checks what was stored (readings and the minute rollups' count) afterwards.
+ * last answer, and checks what was stored (readings and the minute rollups' count) afterwards. Then,
+ * as the same-run ceiling, the same batches without `timestamp` (the server's time: the readings of a
+ * batch share a few minute rollups) on a second fresh database.
  *
  * Settings: BENCH_ENGINES (sqlite; add postgres with BENCH_DATABASE_URL, a server the bench may
  * create a database on), BENCH_SPARSE_ROWS, BENCH_SPARSE_CONNECTIONS.
@@ -36,7 +38,7 @@ const log = (line: string) => console.log(`[bench:sparse] ${line}`);
  * The batches' JSON bodies, made before the clock starts: readings in time order, the devices
  * interleaved, each device's step about 5 minutes with up to ±30 s of jitter.
  */
-function bodies(deviceIds: number[], end: number): string[] {
+function bodies(deviceIds: number[], end: number, timed: boolean): string[] {
   const random = prng(7);
   const step = Math.floor(YEAR_MS / Math.ceil(ROWS / DEVICES));
   const start = end - YEAR_MS;
@@ -51,7 +53,7 @@ function bodies(deviceIds: number[], end: number): string[] {
       x: Math.round((random() * 40 - 20) * 100) / 100,
       y: Math.round(random() * 1000) / 10,
       z: Math.round(random() * 5000) / 100,
-      timestamp: new Date(at).toISOString(),
+      ...(timed ? { timestamp: new Date(at).toISOString() } : {}),
     });
     if (batch.length === BATCH || i === ROWS - 1) {
       out.push(JSON.stringify(batch));
@@ -61,7 +63,7 @@ function bodies(deviceIds: number[], end: number): string[] {
   return out;
 }
 
-async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
+async function benchEngine(engine: 'sqlite' | 'postgres', timed: boolean): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), 'bench-sparse-'));
   const adminUrl = process.env.BENCH_DATABASE_URL;
   let databaseUrl = `sqlite:${join(work, 'sparse.db')}`;
@@ -83,7 +85,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
     await waitUntilReady(`${base}/ready`, child, 60_000);
     const deviceIds: number[] = [];
     for (let d = 0; d < DEVICES; d++) deviceIds.push(await createDevice(base));
-    const queue = bodies(deviceIds, Date.now() - 3_600_000);
+    const queue = bodies(deviceIds, Date.now() - 3_600_000, timed);
     const began = performance.now();
     let next = 0;
     let stored = 0;
@@ -110,11 +112,12 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
           (select sum(readings) from reading_minutes) as rolled`.execute(opened.db);
       const row = counted.rows[0];
       log(
-        `${engine}: ${stored.toLocaleString('en-US')} readings in ${queue.length} batches of ${BATCH.toLocaleString('en-US')}, ` +
+        `${engine}, ${timed ? 'spread over a year' : "at the server's time"}: ${stored.toLocaleString('en-US')} readings in ${queue.length} batches of ${BATCH.toLocaleString('en-US')}, ` +
           `${CONNECTIONS} at a time: ${seconds.toFixed(1)} s = ${Math.round(stored / seconds).toLocaleString('en-US')} readings/s; ` +
           `stored ${Number(row?.readings).toLocaleString('en-US')} readings, ${Number(row?.minutes).toLocaleString('en-US')} minute rollups ` +
           `holding ${Number(row?.rolled).toLocaleString('en-US')}`,
       );
+      return stored / seconds;
     } finally {
       await opened.close();
     }
@@ -126,4 +129,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<void> {
   }
 }
 
-for (const engine of ENGINES) await benchEngine(engine as 'sqlite' | 'postgres');
+for (const engine of ENGINES as Array<'sqlite' | 'postgres'>) {
+  const sparse = await benchEngine(engine, true);
+  const ceiling = await benchEngine(engine, false);
+  log(`${engine}: sparse / server's time = ${(sparse / ceiling).toFixed(2)}`);
+}
