@@ -47,6 +47,9 @@ const MAX_MINUTES = 6000;
  * reading or two an hour, would otherwise make one step of thousands of hours.
  */
 const MAX_HOURS = 400;
+/** How long a fold step waits for a minute rollup that a write holds (under deadlock_timeout's 1 s). */
+const FOLDER_LOCK_WAIT = '200ms';
+
 /** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
 const FOLDER_LOCK = 10_010_005;
 
@@ -93,6 +96,13 @@ export async function foldRollups(
         locked: boolean;
       }>`select pg_try_advisory_xact_lock(${FOLDER_LOCK}) as locked`.execute(trx);
       if (!rows[0]?.locked) return undefined;
+      // The folder gives way to writes: a minute a write holds is waited for at most FOLDER_LOCK_WAIT,
+      // then this step fails (55P03) and the next tries again. Waiting on, the folder could hold a
+      // minute that write needs next, and PostgreSQL would end that deadlock by rolling one of them
+      // back after a second, as likely the write as the folder. On Citus the waits are the workers',
+      // which take the setting only when SET LOCAL is propagated (plain PostgreSQL ignores the citus one).
+      await sql`set local citus.propagate_set_commands = 'local'`.execute(trx);
+      await sql`set local lock_timeout = ${sql.lit(FOLDER_LOCK_WAIT)}`.execute(trx);
     }
     const plan = await planFold(trx, maxReadings, before, after);
     if (plan.marks.length > 0) await applyFold(trx, engine, plan);

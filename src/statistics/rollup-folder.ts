@@ -11,6 +11,9 @@ import { type FoldCursor, type FoldPlanner, foldRollups } from './rollup-fold.js
  */
 export const FOLD_STEP_READINGS = 5_000;
 
+/** PostgreSQL's lock_not_available: a fold step gave way to a write (rollup-fold.ts). */
+const LOCK_NOT_AVAILABLE = '55P03';
+
 /** The folder job: its stop() waits for the step in progress. */
 export interface RollupFolder {
   stop(): Promise<void>;
@@ -41,7 +44,11 @@ export function startRollupFolder(
           await new Promise((resolve) => setImmediate(resolve));
         }
       } catch (error) {
-        log.error({ err: error }, 'folding the hour, day and month rollups failed; trying again later');
+        if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
+          log.info('folding gave way to a write holding a minute rollup; trying again later');
+        } else {
+          log.error({ err: error }, 'folding the hour, day and month rollups failed; trying again later');
+        }
       }
       await sleep(intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
     }

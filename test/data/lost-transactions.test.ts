@@ -2,17 +2,20 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { foldRollups } from '../../src/statistics/rollup-fold.js';
 import { engineSkipReason, Harness } from '../helpers/harness.js';
 
 const MINUTE_MS = 60_000;
 
 /**
- * Another writer (the rollup folder marking minutes, an operator's script) holds a minute rollup row
+ * Writes that meet on a minute rollup row. The rollup folder gives way to a write: it waits for a
+ * minute that a write holds at most a moment, then tries again later. Another writer (an operator's
+ * script, the folder on Citus, where the workers choose whom to roll back) holds a minute rollup row
  * that a batch needs, then asks for one the batch already holds: PostgreSQL ends the deadlock by
  * rolling one of them back. The batch's answer is then a 503 to retry, with nothing of it stored,
  * never a 500.
  */
-describe('a batch that loses a deadlock [postgres]', { skip: engineSkipReason('postgres') }, () => {
+describe('writes that meet on a minute [postgres]', { skip: engineSkipReason('postgres') }, () => {
   const h = new Harness('postgres');
   let other: pg.Client;
   before(async () => {
@@ -84,5 +87,48 @@ describe('a batch that loses a deadlock [postgres]', { skip: engineSkipReason('p
       assert.equal(otherOutcome, '40P01');
       assert.deepEqual(stored, [{ x: 1 }, { x: 2 }, { x: 10 }, { x: 20 }]);
     }
+  });
+  it('the rollup folder gives way to a write holding a minute, and folds it once the write is done', async () => {
+    const device = await h.createDevice();
+    const hour = Math.floor((Date.now() - 3 * 3_600_000) / 3_600_000) * 3_600_000;
+    const stored = await h.app.inject({
+      method: 'POST',
+      url: '/data/',
+      payload: [{ device_id: device, x: 5, y: 0, z: 0, timestamp: new Date(hour + 1000).toISOString() }],
+    });
+    assert.equal(stored.statusCode, 200, stored.body);
+    const unfolded = () =>
+      h.db
+        .selectFrom('reading_minutes')
+        .select('folded')
+        .where('device_id', '=', device)
+        .executeTakeFirstOrThrow();
+
+    // A write holds the minute (as a batch merging into it does until it commits).
+    await other.query('begin');
+    await other.query('update reading_minutes set readings = readings where device_id = $1', [device]);
+    const started = performance.now();
+    const fold = foldRollups(h.db, 'postgres', 5000).then(
+      () => 'waited and folded',
+      (error: { code?: string }) => error.code,
+    );
+    // The write ends when the fold step gave up, or after 2 s if it did not.
+    await Promise.race([fold, sleep(2000)]);
+    const waitedMs = performance.now() - started;
+    await other.query('commit');
+    assert.equal(await fold, '55P03');
+    assert.ok(waitedMs < 900, `the folder waited ${Math.round(waitedMs)} ms, past deadlock_timeout's 1 s`);
+    assert.equal(Number((await unfolded()).folded), 0);
+
+    for (let step = 0; step < 20 && Number((await unfolded()).folded) === 0; step++) {
+      await foldRollups(h.db, 'postgres', 5000);
+    }
+    assert.equal(Number((await unfolded()).folded), 1);
+    const hourRow = await h.db
+      .selectFrom('reading_hours')
+      .select(['readings', 'x_min'])
+      .where('device_id', '=', device)
+      .executeTakeFirstOrThrow();
+    assert.deepEqual({ readings: Number(hourRow.readings), x_min: hourRow.x_min }, { readings: 1, x_min: 5 });
   });
 });
