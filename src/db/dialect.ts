@@ -5,7 +5,7 @@ import type { Database } from './tables.js';
 /** The few SQL pieces that differ between SQLite and PostgreSQL. Everything else is shared SQL. */
 export type Engine = 'sqlite' | 'postgres';
 
-export function engineOf(db: Kysely<unknown>): Engine {
+export function engineOf<DB>(db: Kysely<DB>): Engine {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
 }
 

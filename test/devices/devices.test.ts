@@ -317,6 +317,48 @@ onEachEngine('devices', (h: Harness) => {
     assert.equal((await h.get(`/device/${busy}`)).json().readings, 4);
   });
 
+  it("lists each device's latest reading among many in its last minute, sent out of order", async () => {
+    const owner = await h.signUp();
+    const first = await h.createDevice(owner.token, 'first');
+    const second = await h.createDevice(owner.token, 'second');
+    const at = (device: number, seconds: number[]) =>
+      seconds.map((s) => ({
+        device_id: device,
+        x: s,
+        y: 0,
+        z: 0,
+        timestamp: new Date(Date.UTC(2026, 10, 20, 10, 0, s)).toISOString(),
+      }));
+    // The latest of each is neither the first nor the last sent; the second's latest is earlier than the first's.
+    const readings = [...at(first, [3, 41.5, 59, 12]), ...at(second, [30, 7, 44, 20])];
+    assert.equal((await h.post('/data/', readings)).statusCode, 200);
+    const listed = (await h.get(`/device/?user_id=${owner.id}`)).json() as DeviceJson[];
+    assert.deepEqual(
+      listed.map((d) => [d.name, d.readings, d.last_reading_at]),
+      [
+        ['first', 4, '2026-11-20T10:00:59.000Z'],
+        ['second', 4, '2026-11-20T10:00:44.000Z'],
+      ],
+    );
+  });
+
+  it('lists the latest reading of every device on a page of hundreds', async () => {
+    const owner = await h.signUp();
+    const ids: number[] = [];
+    for (let i = 0; i < 260; i++) ids.push(await h.createDevice(owner.token, `d${i}`));
+    const timeOf = (i: number) => new Date(Date.UTC(2026, 10, 20, 10, i % 60, i % 7, i)).toISOString();
+    const readings = ids.flatMap((device_id, i) => [
+      { device_id, x: 1, y: 1, z: 1, timestamp: timeOf(i) },
+      { device_id, x: 1, y: 1, z: 1, timestamp: '2026-11-01T00:00:00.000Z' },
+    ]);
+    assert.equal((await h.post('/data/', readings)).statusCode, 200);
+    const listed = (await h.get(`/device/?user_id=${owner.id}&limit=1000`)).json() as DeviceJson[];
+    assert.deepEqual(
+      listed.map((d) => [d.id, d.readings, d.last_reading_at]),
+      ids.map((id, i) => [id, 2, timeOf(i)]),
+    );
+  });
+
   it('shows null name and null owner as keys in the list, not omitted', async () => {
     const id = await h.createDevice(undefined, null);
     const { pages } = await walk('/device/?limit=1000');
