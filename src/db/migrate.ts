@@ -7,6 +7,7 @@ import * as readingMinutes from './migrations/0003-reading-minutes.js';
 import * as idempotencyKeys from './migrations/0004-idempotency-keys.js';
 import * as timePartitions from './migrations/0006-time-partitions.js';
 import * as readingRollups from './migrations/0007-reading-rollups.js';
+import * as deviceReadingTotals from './migrations/0008-device-reading-totals.js';
 
 /** Listed here rather than read from disk, so the same list serves tsx, the build and the tests. */
 const migrations: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const migrations: Record<string, Migration> = {
   '0004-idempotency-keys': idempotencyKeys,
   '0006-time-partitions': timePartitions,
   '0007-reading-rollups': readingRollups,
+  '0008-device-reading-totals': deviceReadingTotals,
 };
 
 /**

@@ -35,6 +35,16 @@ export interface ReadingsTable {
  * charts, which would otherwise aggregate every reading of a long range. A sum beyond the double
  * range is ±Infinity or NaN, or null on SQLite.
  */
+/**
+ * SQLite only: a device's readings and its last minute that has any, kept by triggers equal to the
+ * sum and the maximum over its `reading_minutes` (migration 0008); no row for a device without any.
+ */
+export interface DeviceReadingTotalsTable {
+  device_id: number;
+  readings: number;
+  last_minute: EpochMs;
+}
+
 export interface ReadingMinutesTable {
   device_id: number;
   minute: EpochMs;
@@ -106,6 +116,7 @@ export interface Database {
   devices: DevicesTable;
   data: ReadingsTable;
   reading_minutes: ReadingMinutesTable;
+  device_reading_totals: DeviceReadingTotalsTable;
   reading_hours: ReadingRollupsTable;
   reading_days: ReadingRollupsTable;
   reading_months: ReadingRollupsTable;

@@ -22,25 +22,34 @@ const toDevice = (row: Selectable<DevicesTable>, activity: Activity): Device => 
 });
 
 /**
- * The activity of the devices `ids`, in two statements for a whole page: the count summed over each
- * one's per-minute rollups (a month is ~43,000 of them, not every reading), then its latest reading
- * looked up within its last minute that has any. Both select by device id, not by a subquery
- * correlated with `devices`, which Citus refuses (devices are a reference table there).
+ * The activity of the devices `ids`, in two statements for a whole page: the count of each one's
+ * readings as its per-minute rollups add up, then its latest reading looked up within its last minute
+ * that has any. SQLite reads the sum from the totals that triggers keep (migration 0008), one row per
+ * device; PostgreSQL sums the minutes (a month is ~43,000 of them, not every reading), off the event
+ * loop. Both select by device id, not by a subquery correlated with `devices`, which Citus refuses
+ * (devices are a reference table there).
  * A device whose readings are past the retention has rollups left: its latest time is then that
  * minute's start.
  */
 async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<number, Activity>> {
   if (ids.length === 0) return new Map();
-  const minutes = await db
-    .selectFrom('reading_minutes')
-    .select((eb) => [
-      'device_id',
-      eb.fn.sum<number | string>('readings').as('readings'),
-      eb.fn.max('minute').as('last_minute'),
-    ])
-    .where('device_id', 'in', ids)
-    .groupBy('device_id')
-    .execute();
+  const minutes =
+    engineOf(db) === 'sqlite'
+      ? await db
+          .selectFrom('device_reading_totals')
+          .select(['device_id', 'readings', 'last_minute'])
+          .where('device_id', 'in', ids)
+          .execute()
+      : await db
+          .selectFrom('reading_minutes')
+          .select((eb) => [
+            'device_id',
+            eb.fn.sum<number | string>('readings').as('readings'),
+            eb.fn.max('minute').as('last_minute'),
+          ])
+          .where('device_id', 'in', ids)
+          .groupBy('device_id')
+          .execute();
   if (minutes.length === 0) return new Map();
   const latest = await latestReadings(db, minutes);
   const lastOf = new Map(

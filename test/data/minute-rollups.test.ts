@@ -3,6 +3,7 @@ import { it } from 'node:test';
 import type { Kysely } from 'kysely';
 import * as readingMinutes from '../../src/db/migrations/0003-reading-minutes.js';
 import * as readingRollups from '../../src/db/migrations/0007-reading-rollups.js';
+import * as deviceReadingTotals from '../../src/db/migrations/0008-device-reading-totals.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 import { assertRollupsMatchReadings } from '../helpers/rollups.js';
 
@@ -74,11 +75,13 @@ onEachEngine('per-minute rollups', (h: Harness) => {
       timestamp: new Date(at + i * 1000).toISOString(),
     }));
     assert.equal((await h.post('/data/', huge)).statusCode, 200);
-    // Migration 0007 builds on this table: undone first, and redone after.
+    // Migrations 0007 and 0008 build on this table: undone first, and redone after.
+    await deviceReadingTotals.down(db);
     await readingRollups.down(db);
     await readingMinutes.down(db);
     await readingMinutes.up(db);
     await readingRollups.up(db);
+    await deviceReadingTotals.up(db);
     await assertRollupsMatchReadings(h.db);
   });
 
@@ -154,5 +157,14 @@ onEachEngine('per-minute rollups', (h: Harness) => {
     });
     assert.equal(deleted.statusCode, 204, deleted.body);
     assert.deepEqual(await ofDevice(), []);
+    // SQLite's totals of the device list go too (PostgreSQL sums the minutes themselves).
+    if (h.engine === 'sqlite') {
+      const totals = await h.db
+        .selectFrom('device_reading_totals')
+        .selectAll()
+        .where('device_id', '=', device)
+        .execute();
+      assert.deepEqual(totals, []);
+    }
   });
 });

@@ -101,6 +101,9 @@ for (const engine of ENGINES) {
         reading_months: months.slice(1),
       });
       assert.equal(report.deletedRollups, 1 + 3);
+      // The device counts what its rollups hold: the 5 readings of the kept minutes, not the ancient one.
+      const shown = (await h.get(`/device/${device}`)).json();
+      assert.deepEqual([shown.readings, shown.last_reading_at], [5, new Date(kept + 61_000).toISOString()]);
 
       // The series over the removed hour still answers from the rollups.
       const series = await h.get(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Kysely, Selectable } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
+import { engineOf } from '../../src/db/dialect.js';
 import type { Database, ReadingMinutesTable } from '../../src/db/tables.js';
 
 /**
@@ -114,6 +115,39 @@ export async function rollupMismatches(db: Kysely<Database>): Promise<string[]> 
   for (const [key, reference] of expected) {
     if (!seen.has(key)) found.push(`device/minute ${key}: ${reference.readings} readings without a rollup`);
   }
+  found.push(...(await totalMismatches(db, stored)));
+  return found;
+}
+
+/**
+ * SQLite: how the device totals (migration 0008, kept by triggers) differ from the sum and the last
+ * minute of each device's stored minutes, computed here in JS.
+ */
+async function totalMismatches(
+  db: Kysely<Database>,
+  minutes: { device_id: number; minute: number; readings: number }[],
+): Promise<string[]> {
+  if (engineOf(db) !== 'sqlite') return [];
+  const want = new Map<number, { readings: number; last_minute: number }>();
+  for (const { device_id, minute, readings } of minutes) {
+    const total = want.get(device_id) ?? { readings: 0, last_minute: Number.NEGATIVE_INFINITY };
+    want.set(device_id, {
+      readings: total.readings + Number(readings),
+      last_minute: Math.max(total.last_minute, Number(minute)),
+    });
+  }
+  const found: string[] = [];
+  const totals = await db.selectFrom('device_reading_totals').selectAll().execute();
+  for (const row of totals) {
+    const total = want.get(row.device_id);
+    want.delete(row.device_id);
+    const have = { readings: Number(row.readings), last_minute: Number(row.last_minute) };
+    if (!total || total.readings !== have.readings || total.last_minute !== have.last_minute)
+      found.push(
+        `device ${row.device_id}: totals ${JSON.stringify(have)}, want ${JSON.stringify(total ?? null)}`,
+      );
+  }
+  for (const [device] of want) found.push(`device ${device}: minutes without totals`);
   return found;
 }
 
