@@ -36,13 +36,14 @@ export interface ReadingsTable {
  * range is ±Infinity or NaN, or null on SQLite.
  */
 /**
- * SQLite only: a device's readings and its last minute that has any, kept by triggers equal to the
- * sum and the maximum over its `reading_minutes` (migration 0008); no row for a device without any.
+ * SQLite only: a device's last minute that has readings, and the count of its readings before that
+ * minute, kept by triggers (migration 0008); its count is these plus its last minute's. No row for a
+ * device without any.
  */
 export interface DeviceReadingTotalsTable {
   device_id: number;
-  readings: number;
   last_minute: EpochMs;
+  readings_before: number;
 }
 
 export interface ReadingMinutesTable {

@@ -24,8 +24,8 @@ const toDevice = (row: Selectable<DevicesTable>, activity: Activity): Device => 
 /**
  * The activity of the devices `ids`, in two statements for a whole page: the count of each one's
  * readings as its per-minute rollups add up, then its latest reading looked up within its last minute
- * that has any. SQLite reads the sum from the totals that triggers keep (migration 0008), one row per
- * device; PostgreSQL sums the minutes (a month is ~43,000 of them, not every reading), off the event
+ * that has any. SQLite reads the sum from the totals that triggers keep (migration 0008) and the last
+ * minute, two rows per device; PostgreSQL sums the minutes (a month is ~43,000 of them, not every reading), off the event
  * loop. Both select by device id, not by a subquery correlated with `devices`, which Citus refuses
  * (devices are a reference table there).
  * A device whose readings are past the retention has rollups left: its latest time is then that
@@ -36,9 +36,18 @@ async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<numb
   const minutes =
     engineOf(db) === 'sqlite'
       ? await db
-          .selectFrom('device_reading_totals')
-          .select(['device_id', 'readings', 'last_minute'])
-          .where('device_id', 'in', ids)
+          .selectFrom('device_reading_totals as totals')
+          .innerJoin('reading_minutes as last', (join) =>
+            join
+              .onRef('last.device_id', '=', 'totals.device_id')
+              .onRef('last.minute', '=', 'totals.last_minute'),
+          )
+          .select((eb) => [
+            'totals.device_id',
+            eb('totals.readings_before', '+', eb.ref('last.readings')).as('readings'),
+            'totals.last_minute',
+          ])
+          .where('totals.device_id', 'in', ids)
           .execute()
       : await db
           .selectFrom('reading_minutes')

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
 import * as readingMinutes from '../../src/db/migrations/0003-reading-minutes.js';
 import * as readingRollups from '../../src/db/migrations/0007-reading-rollups.js';
 import * as deviceReadingTotals from '../../src/db/migrations/0008-device-reading-totals.js';
-import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { Harness, onEachEngine } from '../helpers/harness.js';
 import { assertRollupsMatchReadings } from '../helpers/rollups.js';
 
 const MINUTE = 60_000;
@@ -165,6 +165,60 @@ onEachEngine('per-minute rollups', (h: Harness) => {
         .where('device_id', '=', device)
         .execute();
       assert.deepEqual(totals, []);
+    }
+  });
+});
+
+describe('device reading totals [sqlite]', () => {
+  const h = new Harness('sqlite');
+  before(() => h.start({ ROLLUP_FOLD_INTERVAL_MS: '0' }));
+  after(() => h.stop());
+
+  it('add up to the minutes through new, late and merged minutes, and deletes of any of them', async () => {
+    const device = await h.createDevice();
+    const minute = (m: number, s = 0) => new Date(Date.UTC(2026, 0, 6, 8, m, s)).toISOString();
+    const post = async (m: number, s = 0) =>
+      assert.equal(
+        (await h.post('/data/', { device_id: device, x: 1, y: 1, z: 1, timestamp: minute(m, s) })).statusCode,
+        200,
+      );
+    const minutesSum = async () => {
+      const rows = await h.db
+        .selectFrom('reading_minutes')
+        .select(['minute', 'readings'])
+        .where('device_id', '=', device)
+        .execute();
+      return rows.reduce((sum, row) => sum + Number(row.readings), 0);
+    };
+    const shown = async () => (await h.get(`/device/${device}`)).json().readings;
+    // 10, then 12 (a new last minute), a late 5 (a new earlier minute), more into 10 (merged, earlier)
+    // and into 12 (merged, the last).
+    for (const [m, s] of [
+      [10, 0],
+      [10, 1],
+      [12, 0],
+      [5, 0],
+      [10, 2],
+      [12, 30],
+      [12, 31],
+    ] as const)
+      await post(m, s);
+    assert.deepEqual([await shown(), await minutesSum()], [7, 7]);
+    const deleteMinute = (m: number) =>
+      h.db
+        .deleteFrom('reading_minutes')
+        .where('device_id', '=', device)
+        .where('minute', '=', Date.parse(minute(m)))
+        .execute();
+    // The last minute first (10 becomes the last), then an earlier one, then the rest.
+    for (const [m, left] of [
+      [12, 4],
+      [5, 3],
+      [10, 0],
+    ] as const) {
+      await deleteMinute(m);
+      assert.equal(await minutesSum(), left);
+      assert.equal(await shown(), left);
     }
   });
 });

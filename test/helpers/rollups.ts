@@ -141,7 +141,13 @@ async function totalMismatches(
   for (const row of totals) {
     const total = want.get(row.device_id);
     want.delete(row.device_id);
-    const have = { readings: Number(row.readings), last_minute: Number(row.last_minute) };
+    const inLast = minutes.find(
+      (m) => m.device_id === row.device_id && Number(m.minute) === Number(row.last_minute),
+    );
+    const have = {
+      readings: Number(row.readings_before) + Number(inLast?.readings ?? Number.NaN),
+      last_minute: Number(row.last_minute),
+    };
     if (!total || total.readings !== have.readings || total.last_minute !== have.last_minute)
       found.push(
         `device ${row.device_id}: totals ${JSON.stringify(have)}, want ${JSON.stringify(total ?? null)}`,
