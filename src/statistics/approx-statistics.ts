@@ -7,8 +7,9 @@ import { decompose, HOUR_MS, type Interval, type Pieces, type RollupTable } from
 import {
   addReadings,
   addRollupRow,
-  emptySummary,
   type RollupRow,
+  type SummariesBy,
+  summaryIn,
   type ValueSummary,
 } from './rollup-values.js';
 import type { Attribute, Statistics } from './schemas.js';
@@ -74,17 +75,9 @@ export async function approxStatistics(
     const hours = dirty.get(id);
     return [id, hours ? decompose(from, to, hours) : clean] as const;
   });
-  const groups = new Map<number | null, Partial<Record<Attribute, ValueSummary>>>();
-  const summaryOf = (deviceId: number, attr: Attribute) => {
-    const key = request.groupByDevice ? deviceId : null;
-    let group = groups.get(key);
-    if (!group) {
-      group = {};
-      groups.set(key, group);
-    }
-    group[attr] ??= emptySummary();
-    return group[attr];
-  };
+  const groups: SummariesBy<number | null> = new Map();
+  const summaryOf = (deviceId: number, attr: Attribute) =>
+    summaryIn(groups, request.groupByDevice ? deviceId : null, attr);
   const columns = sql.join(request.attrs.flatMap((attr) => rollupColumns(attr)));
   for (const statement of rollupStatements(pieces)) {
     // Every level in one statement (a round trip each costs more than reading the rows on PostgreSQL).

@@ -67,6 +67,20 @@ export function emptySummary(): ValueSummary {
   return { moments: undefined, sketch: newSketch() };
 }
 
+/** The summaries of each value by a key (a device, a bucket). */
+export type SummariesBy<Key> = Map<Key, Partial<Record<RollupValue, ValueSummary>>>;
+
+/** The summary of `value` under `key`, made empty when first asked for. */
+export function summaryIn<Key>(summaries: SummariesBy<Key>, key: Key, value: RollupValue): ValueSummary {
+  let byValue = summaries.get(key);
+  if (!byValue) {
+    byValue = {};
+    summaries.set(key, byValue);
+  }
+  byValue[value] ??= emptySummary();
+  return byValue[value];
+}
+
 /** One rollup row's columns of one value, as the database answers them. */
 export type RollupRow = Pick<ReadingRollupsTable, 'device_id' | 'start' | 'readings'> &
   Partial<Record<`${RollupValue}_${'min' | 'max' | 'sum' | 'm2'}`, number | null>> &

@@ -2,13 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Database, EpochMs } from '../db/tables.js';
 import { inRanges } from './device-ranges.js';
 import type { BucketRow, SeriesSelection } from './reading-series.js';
-import {
-  addReadings,
-  addRollupRow,
-  emptySummary,
-  type RollupRow,
-  type ValueSummary,
-} from './rollup-values.js';
+import { addReadings, addRollupRow, type RollupRow, type SummariesBy, summaryIn } from './rollup-values.js';
 import type { Attribute } from './schemas.js';
 import { selectionFilter } from './selection.js';
 import type { Part } from './series-sources.js';
@@ -57,16 +51,8 @@ export async function sketchSeries(
     if (readings.length > MAX_DIRECT_READINGS) return undefined;
   }
 
-  const summaries = new Map<number, Partial<Record<Attribute, ValueSummary>>>();
-  const summaryOf = (bucket: number, attr: Attribute) => {
-    let byAttr = summaries.get(bucket);
-    if (!byAttr) {
-      byAttr = {};
-      summaries.set(bucket, byAttr);
-    }
-    byAttr[attr] ??= emptySummary();
-    return byAttr[attr];
-  };
+  const summaries: SummariesBy<number> = new Map();
+  const summaryOf = (bucket: number, attr: Attribute) => summaryIn(summaries, bucket, attr);
 
   const hourFilter = sql.join(
     [
