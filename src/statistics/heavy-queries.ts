@@ -1,9 +1,10 @@
 import type { Reader } from '../db/reader.js';
 import type { EpochMs } from '../db/tables.js';
 import { approxStatistics } from './approx-statistics.js';
-import { readingSeries, type SeriesSelection } from './reading-series.js';
+import { readingSeries } from './reading-series.js';
 import { readingStatistics } from './reading-statistics.js';
 import { type FoldCursor, planFold } from './rollup-fold.js';
+import type { SeriesSelection } from './series-rows.js';
 
 /**
  * The queries that may scan many readings, by name. Each takes a Reader and plain data (it crosses

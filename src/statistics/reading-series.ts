@@ -11,25 +11,9 @@ import type { Database, EpochMs } from '../db/tables.js';
 import { inRanges } from './device-ranges.js';
 import type { Attribute } from './schemas.js';
 import { type ReadingSelection, selectedReadings, selectionFilter } from './selection.js';
+import type { BucketRow, BucketValues, SeriesSelection } from './series-rows.js';
 import { sketchSeries } from './series-sketches.js';
 import { type Part, seriesParts } from './series-sources.js';
-
-/** The aggregates of one value in one bucket. */
-export interface BucketValues {
-  min: number | null;
-  max: number | null;
-  sum: number | null;
-  median?: number | null;
-}
-
-export interface BucketRow {
-  /** Index of the bucket in the boundaries given. */
-  bucket: number;
-  count: number;
-  byAttr: Partial<Record<Attribute, BucketValues>>;
-  /** The medians come from quantile sketches, within RELATIVE_ACCURACY (series-sketches.ts). */
-  approximate?: boolean;
-}
 
 /**
  * Aggregates per time bucket, exact for count, min and max (sums are added in another order).
@@ -71,21 +55,6 @@ export async function readingSeries(
   for (const part of parts) rows.push(...(await bucketAggregates(db, engine, selection, boundaries, part)));
   return parts.length === 1 ? rows : mergeBuckets(rows);
 }
-
-export type SeriesSelection = ReadingSelection & {
-  attrs: Attribute[];
-  withMedian: boolean;
-  /** `approx`: medians from the hourly rollups' sketches where the buckets allow it. */
-  accuracy?: 'exact' | 'approx';
-  /**
-   * Where the hourly rollups may be read from: the readings' retention horizon (RETENTION_DAYS). An
-   * hour before it may have been folded after its readings were removed (the folder recomputes hours
-   * from the readings), while its minute rollups are kept: the minutes answer it.
-   */
-  hoursFrom?: EpochMs;
-  /** Medians of the halved values (see halvedPercentile), for the buckets where a median overflowed. */
-  halvedMedians?: boolean;
-};
 
 /** A median between -1.5e308 and 1.5e308 overflows in the database: computed again from the halved values. */
 async function recomputeOverflowedMedians(

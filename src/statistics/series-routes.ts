@@ -9,9 +9,10 @@ import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id, Nullable } from '../http/schemas.js';
 import type { HeavyQueries } from './heavy-runner.js';
-import { type BucketRow, selectedReadingTime } from './reading-series.js';
+import { selectedReadingTime } from './reading-series.js';
 import { Accuracy, type Attribute, AttributesParam, parseAttributes } from './schemas.js';
 import { requireSelectable } from './selection.js';
+import type { BucketRow } from './series-rows.js';
 import { bucketBoundaries, canonicalTimeZone, formatInZone, parseBucket } from './time-buckets.js';
 import { RELATIVE_ACCURACY } from './value-sketch.js';
 
