@@ -1,8 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Database, EpochMs, ReadingsTable } from '../db/tables.js';
 import { toIsoString } from '../http/dates.js';
-import { selectionFilter } from '../statistics/selection.js';
 import type { Reading } from './schemas.js';
+import { selectionFilter } from './selection.js';
 
 const toReading = (row: Selectable<ReadingsTable>): Reading => ({
   id: row.id,

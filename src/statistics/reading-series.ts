@@ -1,4 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { type ReadingSelection, selectedReadings, selectionFilter } from '../data/selection.js';
 import {
   type Engine,
   halvedPercentile,
@@ -10,7 +11,6 @@ import {
 import type { Database, EpochMs } from '../db/tables.js';
 import { inRanges } from './device-ranges.js';
 import type { Attribute } from './schemas.js';
-import { type ReadingSelection, selectedReadings, selectionFilter } from './selection.js';
 import type { BucketRow, BucketValues, SeriesSelection } from './series-rows.js';
 import { sketchSeries } from './series-sketches.js';
 import { type Part, seriesParts } from './series-sources.js';

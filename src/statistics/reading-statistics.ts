@@ -1,8 +1,8 @@
 import { type RawBuilder, sql } from 'kysely';
+import { type ReadingSelection, selectionFilter } from '../data/selection.js';
 import { isNumericOverflow, percentileOverflowed, sortedPercentiles, square } from '../db/dialect.js';
 import { type Reader, readPercentiles } from '../db/reader.js';
 import type { Attribute, Statistics } from './schemas.js';
-import { type ReadingSelection, selectionFilter } from './selection.js';
 
 export interface StatisticsRequest extends ReadingSelection {
   attrs: Attribute[];

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Kysely } from 'kysely';
+import { requireSelectable } from '../data/selection.js';
 import { type Retention, readingsRetainedFrom } from '../db/maintenance.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange, toIsoString } from '../http/dates.js';
@@ -19,7 +20,6 @@ import {
   StatisticsQuery,
   toOriginalKeys,
 } from './schemas.js';
-import { requireSelectable } from './selection.js';
 
 export interface StatisticsRoutesOptions {
   db: Kysely<Database>;

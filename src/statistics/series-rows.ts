@@ -1,6 +1,6 @@
+import type { ReadingSelection } from '../data/selection.js';
 import type { EpochMs } from '../db/tables.js';
 import type { Attribute } from './schemas.js';
-import type { ReadingSelection } from './selection.js';
 
 /** What a series selects, and the rows it answers per bucket (reading-series.ts and its sources). */
 

@@ -1,9 +1,9 @@
 import { type Kysely, sql } from 'kysely';
+import { selectionFilter } from '../data/selection.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import { inRanges } from './device-ranges.js';
 import { addReadings, addRollupRow, type RollupRow, type SummariesBy, summaryIn } from './rollup-values.js';
 import type { Attribute } from './schemas.js';
-import { selectionFilter } from './selection.js';
 import type { BucketRow, SeriesSelection } from './series-rows.js';
 import type { Part } from './series-sources.js';
 import { sketchQuantile } from './value-sketch.js';

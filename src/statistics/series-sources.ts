@@ -1,9 +1,9 @@
 import { type Kysely, sql } from 'kysely';
+import { type ReadingSelection, selectionFilter } from '../data/selection.js';
 import { type Engine, throughIndex } from '../db/dialect.js';
 import type { Database, EpochMs } from '../db/tables.js';
 import type { DeviceRange } from './device-ranges.js';
 import { HOUR_MS } from './rollup-periods.js';
-import { type ReadingSelection, selectionFilter } from './selection.js';
 
 const MINUTE_MS = 60_000;
 
