@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { foldRollups } from '../../src/statistics/rollup-fold.js';
 import { engineSkipReason, Harness } from '../helpers/harness.js';
+import { foldAll } from '../helpers/rollups.js';
 
 const MINUTE_MS = 60_000;
 
@@ -120,9 +121,7 @@ describe('writes that meet on a minute [postgres]', { skip: engineSkipReason('po
     assert.ok(waitedMs < 900, `the folder waited ${Math.round(waitedMs)} ms, past deadlock_timeout's 1 s`);
     assert.equal(Number((await unfolded()).folded), 0);
 
-    for (let step = 0; step < 20 && Number((await unfolded()).folded) === 0; step++) {
-      await foldRollups(h.db, 'postgres', 5000);
-    }
+    await foldAll(h);
     assert.equal(Number((await unfolded()).folded), 1);
     const hourRow = await h.db
       .selectFrom('reading_hours')

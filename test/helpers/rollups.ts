@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import type { Kysely, Selectable } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
-import { engineOf } from '../../src/db/dialect.js';
+import { type Engine, engineOf } from '../../src/db/dialect.js';
 import type { Database, ReadingMinutesTable } from '../../src/db/tables.js';
+import { type FoldCursor, foldRollups } from '../../src/statistics/rollup-fold.js';
 
 /**
  * The invariant every write path must keep: `reading_minutes` holds exactly the per-device, per-UTC-
@@ -182,3 +183,26 @@ export async function assertRollupsMatchReadingsAt(url: string, context = ''): P
  * the background (tests that compare rollups before and after something compare these).
  */
 export const rollupValues = ({ folded: _folded, ...minute }: Selectable<ReadingMinutesTable>) => minute;
+
+/** Folds in steps until nothing is left, each step after the last one's cursor, as the folder does. */
+export async function foldAll(
+  { db, engine }: { db: Kysely<Database>; engine: Engine },
+  maxReadings = 5000,
+): Promise<void> {
+  let after: FoldCursor | undefined;
+  for (;;) {
+    const folded = await foldRollups(db, engine, maxReadings, undefined, undefined, after);
+    if (!folded || folded.hours === 0) return;
+    after = folded.next;
+  }
+}
+
+/** How many minute rollups the folder has yet to fold. */
+export async function unfoldedMinutes({ db }: { db: Kysely<Database> }): Promise<number> {
+  const row = await db
+    .selectFrom('reading_minutes')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('folded', '=', 0)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

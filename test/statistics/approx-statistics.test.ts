@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { type FoldCursor, foldRollups } from '../../src/statistics/rollup-fold.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { foldAll, unfoldedMinutes } from '../helpers/rollups.js';
 import { asReadings, type Point } from '../helpers/series-reference.js';
 
 type Axis = 'x' | 'y' | 'z';
@@ -56,25 +57,6 @@ function assertApprox(actual: Record<string, unknown>, values: number[], percent
   within(actual.median, 0.5, 'median');
   const answered = actual.percentiles as Record<string, number>;
   for (const p of percentiles) within(answered[String(p)], p / 100, `p${p}`);
-}
-
-/** Folds in steps until nothing is left, each step after the last one's cursor, as the folder does. */
-async function foldAll(h: Harness, maxReadings = 5000): Promise<void> {
-  let after: FoldCursor | undefined;
-  for (;;) {
-    const folded = await foldRollups(h.db, h.engine, maxReadings, undefined, undefined, after);
-    if (!folded || folded.hours === 0) return;
-    after = folded.next;
-  }
-}
-
-async function unfoldedMinutes(h: Harness): Promise<number> {
-  const row = await h.db
-    .selectFrom('reading_minutes')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('folded', '=', 0)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
 }
 
 onEachEngine(

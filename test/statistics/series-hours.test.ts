@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
-import { foldRollups } from '../../src/statistics/rollup-fold.js';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
+import { foldAll, unfoldedMinutes } from '../helpers/rollups.js';
 import {
   type AnsweredBucket,
   type Attr,
@@ -19,22 +19,6 @@ const ERROR = 0.01;
 
 /** Integers from -500 to 1500, a tenth of them zero. */
 const value = (i: number, salt: number) => (i % 10 === 0 ? 0 : ((i * 7919 + salt * 104_729) % 2001) - 500);
-
-async function foldAll(h: Harness): Promise<void> {
-  for (;;) {
-    const folded = await foldRollups(h.db, h.engine, 5000);
-    if (!folded || folded.hours === 0) return;
-  }
-}
-
-async function unfoldedMinutes(h: Harness): Promise<number> {
-  const row = await h.db
-    .selectFrom('reading_minutes')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('folded', '=', 0)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
-}
 
 /** A bucket of one value, with what an approximate median adds. */
 type Answered = AnsweredBucket & { approximate?: boolean; relative_error?: number };
