@@ -27,9 +27,13 @@ export function limitBodyTime(app: FastifyInstance, deadlineMs: number): void {
         new DomainError('REQUEST_TIMEOUT', `The body did not arrive within ${deadlineMs / 1000} s`),
       );
     }, deadlineMs);
+    // A body nobody reads (an answer sent before the parser ran: a 415, a POST without a body) never
+    // ends: the answer going out ends its deadline too. Unref'd, it never holds up the process's exit.
+    timer.unref();
     const stop = () => clearTimeout(timer);
     payload.once('end', stop);
     payload.once('close', stop);
+    reply.raw.once('close', stop);
     done(null, payload);
   });
 }

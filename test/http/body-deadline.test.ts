@@ -91,6 +91,18 @@ onEachEngine(
       const stored = await h.db.selectFrom('data').select('x').where('device_id', '=', device).execute();
       assert.deepEqual(stored, [{ x: 1 }]);
     });
+
+    it('ends the deadline with the answer, for a request whose body nobody reads', async () => {
+      const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+      const before = timers();
+      // Injected requests (no socket) are never "complete", and a GET's body is never read: the body's
+      // end, which stops the deadline, never comes. The answer going out must stop it.
+      for (let i = 0; i < 50; i++) assert.equal((await h.get('/device/')).statusCode, 200);
+      const left = timers() - before;
+      // Each kept its timer, and the request with it, for BODY_TIMEOUT_MS (120 s by default): a test
+      // process waited that long before it could exit.
+      assert.ok(left < 10, `${left} more timers after 50 answered requests`);
+    });
   },
   { BODY_TIMEOUT_MS: String(DEADLINE_MS) },
 );
