@@ -20,7 +20,9 @@ describe('writes that meet on a minute [postgres]', { skip: engineSkipReason('po
   const h = new Harness('postgres');
   let other: pg.Client;
   before(async () => {
-    await h.start();
+    // The tests fold by hand: the app's own folder, holding the folding lock at the wrong moment,
+    // would make a step return without trying.
+    await h.start({ ROLLUP_FOLD_INTERVAL_MS: '0' });
     other = new pg.Client({ connectionString: h.config.databaseUrl });
     await other.connect();
   });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
@@ -63,8 +64,19 @@ export async function freshDatabase(engine: Engine): Promise<FreshDatabase> {
   return {
     url: databaseUrl(adminUrl),
     async drop() {
-      for (const url of [...nodes, adminUrl])
-        await onDatabase(url, (client) => client.query(`drop database if exists ${name} with (force)`));
+      // The coordinator first: its maintenance daemon and cached connections reach into the workers'
+      // copies, and one arriving between FORCE's terminations and the drop fails it (55006): again.
+      for (const url of [adminUrl, ...nodes]) {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await onDatabase(url, (client) => client.query(`drop database if exists ${name} with (force)`));
+            break;
+          } catch (error) {
+            if ((error as { code?: string }).code !== '55006' || attempt === 10) throw error;
+            await sleep(200 * attempt);
+          }
+        }
+      }
     },
   };
 }
