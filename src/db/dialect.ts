@@ -26,20 +26,23 @@ export function percentile(
 
 /**
  * The exact percentiles `fractions` (0 to 1) of a value from ONE sorted copy of it, however many are
- * asked. PostgreSQL: percentile_cont with an array of fractions, one sort, answering a float8[].
- * SQLite: the `sorted_values` aggregate of a heavy-query worker's connection (db/sorted-values.ts),
- * which collects the group's `expected` values into a Float64Array, sorts it once and answers a handle
- * to it; `readPercentiles` (db/reader.ts) turns either answer into the percentiles.
+ * asked: on PostgreSQL, percentile_cont with an array of fractions, one sort, answering a float8[].
  */
 export function sortedPercentiles(
-  engine: Engine,
   value: Expression<number>,
   fractions: readonly number[],
-  expected: Expression<number>,
-): RawBuilder<number[] | number | null> {
-  if (engine === 'sqlite') return sql<number>`sorted_values(${value}, ${expected})`;
+): RawBuilder<number[] | null> {
   const array = sql.join(fractions.map((fraction) => sql.lit(fraction)));
   return sql<number[] | null>`percentile_cont(array[${array}]::float8[]) within group (order by ${value})`;
+}
+
+/**
+ * Every exact statistic of a value on SQLite from ONE copy of it: the `collect_values` aggregate of a
+ * heavy-query worker's connection (db/collected-values.ts) gathers the group's `expected` values into
+ * a Float64Array and answers a handle, which the worker's ValueCollector turns into the statistics.
+ */
+export function collectedValues(value: Expression<number>, expected: Expression<number>): RawBuilder<number> {
+  return sql<number>`collect_values(${value}, ${expected})`;
 }
 
 /** One row of `rowsAsTable`: a value per column, in the columns' order. */

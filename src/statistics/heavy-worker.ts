@@ -5,9 +5,9 @@
  */
 import { sql } from 'kysely';
 import { workerData } from 'piscina';
+import { ValueCollector } from '../db/collected-values.js';
 import { openSqliteReader } from '../db/database.js';
 import type { Reader } from '../db/reader.js';
-import { SortedValues } from '../db/sorted-values.js';
 import { type HeavyQueryName, type HeavyTask, runHeavyQuery } from './heavy-queries.js';
 
 type SqliteReader = Reader & { engine: 'sqlite' };
@@ -17,19 +17,19 @@ let opened: SqliteReader | undefined;
 function reader(): SqliteReader {
   if (!opened) {
     const { db, connection } = openSqliteReader((workerData as { path: string }).path);
-    opened = { engine: 'sqlite', db, sortedValues: new SortedValues(connection) };
+    opened = { engine: 'sqlite', db, collector: new ValueCollector(connection) };
   }
   return opened;
 }
 
 export default async function run(task: HeavyTask<HeavyQueryName>): Promise<unknown> {
   const read = reader();
-  const { db, sortedValues } = read;
+  const { db, collector } = read;
   await sql`begin`.execute(db);
   try {
     return await runHeavyQuery(read, task);
   } finally {
-    sortedValues.clear();
+    collector.clear();
     await sql`rollback`.execute(db);
   }
 }

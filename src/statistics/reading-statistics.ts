@@ -1,7 +1,14 @@
 import { type RawBuilder, sql } from 'kysely';
 import { type ReadingSelection, selectionFilter } from '../data/selection.js';
-import { isNumericOverflow, percentileOverflowed, sortedPercentiles, square } from '../db/dialect.js';
-import { type Reader, readPercentiles } from '../db/reader.js';
+import { percentilesOf } from '../db/collected-values.js';
+import {
+  collectedValues,
+  isNumericOverflow,
+  percentileOverflowed,
+  sortedPercentiles,
+  square,
+} from '../db/dialect.js';
+import type { Reader } from '../db/reader.js';
 import type { Attribute, Statistics } from './schemas.js';
 
 export interface StatisticsRequest extends ReadingSelection {
@@ -38,22 +45,87 @@ type Measure = 'count' | 'min' | 'max' | 'sum' | 'squares';
 
 /** One row of the aggregate query: `x_count`, `x_min`, ..., `x_percentiles` for each value asked. */
 type AggregateRow = { device_id?: number } & Partial<Record<`${Attribute}_${Measure}`, number | null>> &
-  Partial<Record<`${Attribute}_percentiles`, number[] | number | null>>;
+  Partial<Record<`${Attribute}_percentiles`, number[] | null>>;
 
 /** Which sums a query computes for a value: with the squared deviations, the sum alone, or none. */
 type Sums = 'full' | 'sum';
 
 /**
- * Every statistic of every requested value, done by the database in two passes over the selection:
- * the count and mean of each value first, then count, min, max, sum, the squared deviations from that
- * mean (the numerically stable two-pass variance) and the median and percentiles from one sorted copy
- * of each value (see sortedPercentiles): about 8 bytes per selected reading per value asked.
+ * Every statistic of every requested value: count, min, max, sum, the squared deviations from the
+ * mean (the numerically stable two-pass variance), and the median and percentiles from one copy of
+ * each value, about 8 bytes per selected reading per value asked. SQLite collects each value in one
+ * pass and computes the rest from that copy (collectOnSqlite); PostgreSQL aggregates in two passes.
  */
 export async function readingStatistics(
   reader: Reader,
   request: StatisticsRequest,
 ): Promise<StatisticsGroup[]> {
   const fractions = [0.5, ...request.percentiles.map((p) => p / 100)];
+  const groups =
+    reader.engine === 'sqlite'
+      ? await collectOnSqlite(reader, request, fractions)
+      : await aggregateOnPostgres(reader, request, fractions);
+  const answers = groups.map((group) => toGroup(group, request));
+  // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
+  return request.groupByDevice || answers.length > 0
+    ? answers
+    : [toGroup({ deviceId: null, byAttr: {} }, request)];
+}
+
+type PostgresReader = Reader & { engine: 'postgres' };
+type SqliteReader = Reader & { engine: 'sqlite' };
+
+/**
+ * SQLite: one pass over the selection, one collect_values per value (see db/collected-values.ts),
+ * whose array gives every statistic; each is sized from the selection's count, which a first query
+ * reads from an index (per device when grouped, devices as the outer loop, as aggregate does).
+ * SQLite's sums never raise (they reach ±Infinity), and the interpolation never overflows.
+ */
+async function collectOnSqlite(
+  reader: SqliteReader,
+  request: StatisticsRequest,
+  fractions: number[],
+): Promise<GroupAggregates[]> {
+  const { attrs, groupByDevice } = request;
+  const filter = selectionFilter(request);
+  const expected = sql.ref<number>('counts.readings');
+  const columns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
+  // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
+  for (const attr of attrs) {
+    const values = collectedValues(sql.ref<number>(`data.${attr}`), expected);
+    columns.push(sql`${values} as ${sql.ref(`${attr}_values`)}`);
+  }
+  const counts = groupByDevice
+    ? sql`(select devices.id as device_id, count(*) as readings from devices cross join data
+           where data.device_id = devices.id and ${filter} group by devices.id) as counts`
+    : sql`(select count(*) as readings from data where ${filter}) as counts`;
+  const { rows } = await sql<{ device_id?: number } & Partial<Record<`${Attribute}_values`, number>>>`
+    select ${sql.join(columns)}
+    from data ${groupByDevice ? sql`join ${counts} on counts.device_id = data.device_id` : sql`cross join ${counts}`}
+    where ${filter}
+    ${groupByDevice ? sql`group by data.device_id order by data.device_id` : sql``}`.execute(reader.db);
+  return rows.map((row) => ({
+    deviceId: row.device_id ?? null,
+    byAttr: Object.fromEntries(
+      attrs.map((attr) => {
+        const handle = row[`${attr}_values`];
+        if (handle === undefined) return [attr, undefined];
+        const { values, ...moments } = reader.collector.take(handle);
+        return [attr, { ...moments, percentiles: percentilesOf(values, fractions) }];
+      }),
+    ),
+  }));
+}
+
+/**
+ * PostgreSQL: two passes (aggregate), with the sums computed again one by one when one overflows,
+ * and the percentiles whose interpolation overflowed computed again from the halved values.
+ */
+async function aggregateOnPostgres(
+  reader: PostgresReader,
+  request: StatisticsRequest,
+  fractions: number[],
+): Promise<GroupAggregates[]> {
   let groups: GroupAggregates[];
   try {
     groups = await mayOverflow(reader, () =>
@@ -64,19 +136,14 @@ export async function readingStatistics(
     groups = await aggregateSumsOneByOne(reader, request, fractions);
   }
   await recomputeOverflowedPercentiles(reader, request, fractions, groups);
-  const answers = groups.map((group) => toGroup(group, request));
-  // Without a group, an empty selection still has one answer (count 0); with groups, no group at all.
-  return request.groupByDevice || answers.length > 0
-    ? answers
-    : [toGroup({ deviceId: null, byAttr: {} }, request)];
+  return groups;
 }
 
 /**
  * A query whose sums may overflow: PostgreSQL raises, and then refuses every later statement of the
- * transaction heavy queries run in, so there it runs under a savepoint that the failure rolls back to.
+ * transaction heavy queries run in, so it runs under a savepoint that the failure rolls back to.
  */
-async function mayOverflow<T>(reader: Reader, query: () => Promise<T>): Promise<T> {
-  if (reader.engine === 'sqlite') return query();
+async function mayOverflow<T>(reader: PostgresReader, query: () => Promise<T>): Promise<T> {
   await sql`savepoint sums`.execute(reader.db);
   try {
     const answer = await query();
@@ -97,7 +164,7 @@ const allSums = (attrs: Attribute[], sums: Sums) =>
  * one overflow blanks only the sums it concerns: another value or device keeps its own.
  */
 async function aggregateSumsOneByOne(
-  reader: Reader,
+  reader: PostgresReader,
   request: StatisticsRequest,
   fractions: number[],
 ): Promise<GroupAggregates[]> {
@@ -131,7 +198,7 @@ async function aggregateSumsOneByOne(
  * doubled. SQLite's sorted values are interpolated without the overflow (percentileOfSorted).
  */
 async function recomputeOverflowedPercentiles(
-  reader: Reader,
+  reader: PostgresReader,
   request: StatisticsRequest,
   fractions: number[],
   groups: GroupAggregates[],
@@ -161,13 +228,13 @@ async function recomputeOverflowedPercentiles(
  * filter, so each is an index range scan where the filter allows it.
  */
 async function aggregate(
-  reader: Reader,
+  reader: PostgresReader,
   request: StatisticsRequest,
   fractions: number[],
   sumsOf: Partial<Record<Attribute, Sums>>,
   halvedValues = false,
 ): Promise<GroupAggregates[]> {
-  const { db, engine } = reader;
+  const { db } = reader;
   const { attrs, groupByDevice } = request;
   const filter = selectionFilter(request);
   const column = (name: string) => sql.ref(name);
@@ -185,16 +252,13 @@ async function aggregate(
     columns.push(sql`max(${value}) as ${column(`${attr}_max`)}`);
     if (fractions.length > 0) {
       const sorted = halvedValues ? sql<number>`(${value} * 0.5)` : value;
-      const expected = sql.ref<number>(`means.${attr}_count`);
-      columns.push(
-        sql`${sortedPercentiles(engine, sorted, fractions, expected)} as ${column(`${attr}_percentiles`)}`,
-      );
+      columns.push(sql`${sortedPercentiles(sorted, fractions)} as ${column(`${attr}_percentiles`)}`);
     }
     const sums = sumsOf[attr];
     if (sums) columns.push(sql`sum(${value}) as ${column(`${attr}_sum`)}`);
     if (sums === 'full') {
       const deviation = sql<number>`(${value} - ${sql.ref(`means.${attr}_mean`)})`;
-      columns.push(sql`sum(${square(engine, deviation)}) as ${column(`${attr}_squares`)}`);
+      columns.push(sql`sum(${square('postgres', deviation)}) as ${column(`${attr}_squares`)}`);
     }
   }
   const grouped = groupByDevice ? sql`group by data.device_id` : sql``;
@@ -222,7 +286,7 @@ async function aggregate(
           max: row[`${attr}_max`] ?? null,
           sum: row[`${attr}_sum`] ?? null,
           squares: row[`${attr}_squares`] ?? null,
-          percentiles: readPercentiles(reader, row[`${attr}_percentiles`], fractions),
+          percentiles: fractions.map((_, i) => row[`${attr}_percentiles`]?.[i] ?? null),
         },
       ]),
     ),
