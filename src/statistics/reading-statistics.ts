@@ -6,7 +6,6 @@ import {
   isNumericOverflow,
   percentileOverflowed,
   sortedPercentiles,
-  square,
 } from '../db/dialect.js';
 import type { Reader } from '../db/reader.js';
 import type { Attribute, Statistics } from './schemas.js';
@@ -41,7 +40,7 @@ interface GroupAggregates {
   byAttr: Partial<Record<Attribute, ValueAggregates>>;
 }
 
-type Measure = 'count' | 'min' | 'max' | 'sum' | 'squares';
+type Measure = 'count' | 'min' | 'max' | 'sum' | 'variance';
 
 /** One row of the aggregate query: `x_count`, `x_min`, ..., `x_percentiles` for each value asked. */
 type AggregateRow = { device_id?: number } & Partial<Record<`${Attribute}_${Measure}`, number | null>> &
@@ -54,7 +53,7 @@ type Sums = 'full' | 'sum';
  * Every statistic of every requested value: count, min, max, sum, the squared deviations from the
  * mean (the numerically stable two-pass variance), and the median and percentiles from one copy of
  * each value, about 8 bytes per selected reading per value asked. SQLite collects each value in one
- * pass and computes the rest from that copy (collectOnSqlite); PostgreSQL aggregates in two passes.
+ * pass and computes the rest from that copy (collectOnSqlite); PostgreSQL aggregates in one pass too.
  */
 export async function readingStatistics(
   reader: Reader,
@@ -78,7 +77,8 @@ type SqliteReader = Reader & { engine: 'sqlite' };
 /**
  * SQLite: one pass over the selection, one collect_values per value (see db/collected-values.ts),
  * whose array gives every statistic; each is sized from the selection's count, which a first query
- * reads from an index (per device when grouped, devices as the outer loop, as aggregate does).
+ * reads from an index (per device when grouped, devices as the outer loop: grouping the readings
+ * instead made SQLite walk the whole (device_id, created_at) index for a window of one hour).
  * SQLite's sums never raise (they reach ±Infinity), and the interpolation never overflows.
  */
 async function collectOnSqlite(
@@ -118,7 +118,7 @@ async function collectOnSqlite(
 }
 
 /**
- * PostgreSQL: two passes (aggregate), with the sums computed again one by one when one overflows,
+ * PostgreSQL: one pass (aggregate), with the sums computed again one by one when one overflows,
  * and the percentiles whose interpolation overflowed computed again from the halved values.
  */
 async function aggregateOnPostgres(
@@ -223,9 +223,10 @@ async function recomputeOverflowedPercentiles(
 }
 
 /**
- * The aggregates of the selection (per device when grouped): the means and counts in a first pass,
- * joined to the readings for the second. Both passes read the readings through the same selection
- * filter, so each is an index range scan where the filter allows it.
+ * The aggregates of the selection (per device when grouped), in one pass. The squared deviations come
+ * from var_pop, whose float8 form (PostgreSQL 12 and later) is the Youngs-Cramer algorithm: as stable
+ * as squaring the deviations from a mean computed first, without a second pass over the readings. It
+ * raises on an overflow where avg would (both sum and square the values in the same state).
  */
 async function aggregate(
   reader: PostgresReader,
@@ -236,17 +237,11 @@ async function aggregate(
 ): Promise<GroupAggregates[]> {
   const { db } = reader;
   const { attrs, groupByDevice } = request;
-  const filter = selectionFilter(request);
   const column = (name: string) => sql.ref(name);
-  const meanColumns: RawBuilder<unknown>[] = groupByDevice ? [sql`devices.id as device_id`] : [];
   const columns: RawBuilder<unknown>[] = groupByDevice ? [sql`data.device_id as device_id`] : [];
   // Column names come from the schema's allow-list (x, y, z); values are always bound parameters.
   for (const attr of attrs) {
     const value = sql.ref<number>(`data.${attr}`);
-    // The mean only where the squared deviations need it: its sum may overflow (PostgreSQL leaves an
-    // unused column of a subquery out, Citus computes it).
-    if (sumsOf[attr] === 'full') meanColumns.push(sql`avg(${value}) as ${column(`${attr}_mean`)}`);
-    meanColumns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
     columns.push(sql`count(${value}) as ${column(`${attr}_count`)}`);
     columns.push(sql`min(${value}) as ${column(`${attr}_min`)}`);
     columns.push(sql`max(${value}) as ${column(`${attr}_max`)}`);
@@ -256,39 +251,29 @@ async function aggregate(
     }
     const sums = sumsOf[attr];
     if (sums) columns.push(sql`sum(${value}) as ${column(`${attr}_sum`)}`);
-    if (sums === 'full') {
-      const deviation = sql<number>`(${value} - ${sql.ref(`means.${attr}_mean`)})`;
-      columns.push(sql`sum(${square('postgres', deviation)}) as ${column(`${attr}_squares`)}`);
-    }
+    if (sums === 'full') columns.push(sql`var_pop(${value}) as ${column(`${attr}_variance`)}`);
   }
-  const grouped = groupByDevice ? sql`group by data.device_id` : sql``;
-  // Grouped, the first pass reads each device's readings through the (device_id, created_at) index,
-  // devices as the outer loop (CROSS JOIN fixes that order on SQLite): grouping the readings instead
-  // made SQLite walk that whole index for a window of one hour (600 ms over 10M readings).
-  const means = groupByDevice
-    ? sql`(select ${sql.join(meanColumns)} from devices cross join data
-           where data.device_id = devices.id and ${filter} group by devices.id) as means`
-    : sql`(select ${sql.join(meanColumns)} from data where ${filter}) as means`;
   const { rows } = await sql<AggregateRow>`
     select ${sql.join(columns)}
-    from data ${groupByDevice ? sql`join ${means} on means.device_id = data.device_id` : sql`cross join ${means}`}
-    where ${filter}
-    ${grouped}
-    ${groupByDevice ? sql`order by data.device_id` : sql``}`.execute(db);
+    from data
+    where ${selectionFilter(request)}
+    ${groupByDevice ? sql`group by data.device_id order by data.device_id` : sql``}`.execute(db);
   return rows.map((row) => ({
     deviceId: row.device_id ?? null,
     byAttr: Object.fromEntries(
-      attrs.map((attr) => [
-        attr,
-        {
-          count: Number(row[`${attr}_count`] ?? 0),
+      attrs.map((attr) => {
+        const count = Number(row[`${attr}_count`] ?? 0);
+        const variance = row[`${attr}_variance`];
+        const aggregates: ValueAggregates = {
+          count,
           min: row[`${attr}_min`] ?? null,
           max: row[`${attr}_max`] ?? null,
           sum: row[`${attr}_sum`] ?? null,
-          squares: row[`${attr}_squares`] ?? null,
+          squares: variance === null || variance === undefined ? null : variance * count,
           percentiles: fractions.map((_, i) => row[`${attr}_percentiles`]?.[i] ?? null),
-        },
-      ]),
+        };
+        return [attr, aggregates];
+      }),
     ),
   }));
 }
