@@ -1,6 +1,16 @@
 import { type CompiledQuery, type Kysely, type RawBuilder, sql } from 'kysely';
-import { type Engine, greater, ieeeAdd, ieeeSum, lesser, rowsAsTable, type TableRow } from '../db/dialect.js';
-import { type Late, prepare } from '../db/prepared.js';
+import {
+  boundRows,
+  type Engine,
+  greater,
+  ieeeAdd,
+  ieeeSum,
+  lesser,
+  rowsAsTable,
+  sizeClasses,
+  type TableRow,
+} from '../db/dialect.js';
+import { type Late, type Prepared, prepare } from '../db/prepared.js';
 import type { Database, EpochMs } from '../db/tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
@@ -13,6 +23,8 @@ export interface ReadingRow {
 }
 
 const MINUTE_MS = 60_000;
+/** SQLite's largest insert statement: 1,024 readings, 6,144 bound values with their ids (SQLite allows 32,766). */
+const LARGEST_CLASS = 1024;
 const VALUES = ['x', 'y', 'z'] as const;
 
 /** What one insert stored: the readings' ids in input order, and the rollup rows it merged. */
@@ -46,11 +58,12 @@ interface InsertInput {
 
 /**
  * Stores readings and merges them into their per-minute rollups (`reading_minutes`) in the same
- * transaction, late readings included. One statement with one parameter per column beats a
- * row-per-statement loop on both engines: SQLite reads a JSON array through json_each (doubles
- * round-trip exactly), PostgreSQL unnests arrays and chains the rollups to the insert in one
- * statement. The SQL is the same for any number of rows, so it is compiled once here (db/prepared.ts)
- * and every group commit, batch and import chunk only binds its values. The readings are grouped by
+ * transaction, late readings included. PostgreSQL: one statement with one parameter per column (it
+ * unnests arrays and chains the rollups to the insert), the same SQL for any number of rows. SQLite:
+ * the readings as bound values, through one statement per power-of-two size class (a 1,000-reading
+ * batch runs 6), which took a quarter of the time of writing them as JSON for json_each; the rollups,
+ * a few rows, still travel as JSON. Every statement is compiled once here (db/prepared.ts), and every
+ * group commit, batch and import chunk only binds its values. The readings are grouped by
  * minute here: grouping them again in SQL would cost as much as storing them.
  */
 export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore {
@@ -91,11 +104,15 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
           if (statement.engine === 'postgres') {
             inserted = idsOf(await connection.executeQuery<{ id: number }>(statement.insert.bind(input)));
           } else {
-            const result = await connection.executeQuery(statement.insert.bind(input));
+            let last = 0;
+            for (const chunk of sizeClasses(input.readings, LARGEST_CLASS)) {
+              const insert = statement.insert.get(chunk.length) as Prepared<readonly TableRow[]>;
+              last = Number((await connection.executeQuery(insert.bind(chunk))).insertId);
+            }
             await connection.executeQuery(statement.upsert.bind(input));
             // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
-            // last insert id; reading them that way is cheaper than RETURNING.
-            const last = Number(result.insertId);
+            // last insert id (the statements run in order, in one transaction); reading them that way is
+            // cheaper than RETURNING.
             inserted = ids ? [...ids] : rows.map((_, i) => last - rows.length + 1 + i);
           }
           for (const query of alongside?.(inserted) ?? []) await connection.executeQuery(query);
@@ -146,16 +163,20 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
     );
     return { engine, insert } as const;
   }
-  return {
-    engine,
-    insert: prepare<InsertInput, Database>(
-      db,
-      (late) => sql`
-        insert into data (${idColumn}device_id, x, y, z, created_at)
-        select * from ${readings(late)} as incoming`,
-    ),
-    upsert: prepare<InsertInput, Database>(db, minutes),
-  } as const;
+  // SQLite: the readings as bound values, one statement per size class (dialect.ts boundRows).
+  const insert = new Map<number, Prepared<readonly TableRow[]>>();
+  for (let size = LARGEST_CLASS; size >= 1; size /= 2) {
+    insert.set(
+      size,
+      prepare<readonly TableRow[], Database>(
+        db,
+        (late) => sql`
+          insert into data (${idColumn}device_id, x, y, z, created_at)
+          ${boundRows(columns.length, size, late)}`,
+      ),
+    );
+  }
+  return { engine, insert, upsert: prepare<InsertInput, Database>(db, minutes) } as const;
 }
 
 /**
