@@ -85,7 +85,12 @@ export function boundRows<I extends ReadonlyArray<TableRow>>(
   count: number,
   late: <T>(read: (input: I) => T) => Late<I, T>,
 ): RawBuilder<unknown> {
-  const value = (row: number, column: number) => late((rows) => rows[row]?.[column] ?? null);
+  // A number beyond the double range binds as null, as it travelled in JSON (a rollup's sum, say).
+  const value = (row: number, column: number) =>
+    late((rows) => {
+      const bound = rows[row]?.[column] ?? null;
+      return typeof bound === 'number' && !Number.isFinite(bound) ? null : bound;
+    });
   const row = (i: number) => sql`(${sql.join(Array.from({ length: width }, (_, j) => value(i, j)))})`;
   return sql`values ${sql.join(Array.from({ length: count }, (_, i) => row(i)))}`;
 }
