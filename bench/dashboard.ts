@@ -123,6 +123,16 @@ async function main(): Promise<void> {
     console.log(`the folder folded them in ${((Date.now() - folding) / 1000).toFixed(1)} s`);
 
     const context = await launchChromium(join(dir, 'profile'));
+    // When the chart and the panel reach the DOM, by the page's own clock (from navigation start):
+    // the bench's times above add what Playwright takes to notice them.
+    await context.addInitScript(`
+      new MutationObserver(() => {
+        if (!window.chartInDom && document.querySelector('#chart[data-bucket] canvas'))
+          window.chartInDom = performance.now();
+        if (!window.statisticsInDom && document.querySelector('#statistics td[data-stat="x.count"]'))
+          window.statisticsInDom = performance.now();
+      }).observe(document, { childList: true, subtree: true, attributes: true });
+    `);
     const page = context.pages()[0] ?? (await context.newPage());
     const rawReads: string[] = [];
     page.on('request', (request) => {
@@ -139,6 +149,8 @@ async function main(): Promise<void> {
     );
     const times: number[] = [];
     const statsTimes: number[] = [];
+    const pageTimes: number[] = [];
+    const pageStatsTimes: number[] = [];
     for (let run = 0; run < RUNS; run++) {
       await page.goto('about:blank');
       const t0 = Date.now();
@@ -151,25 +163,53 @@ async function main(): Promise<void> {
       const accuracy = await page.locator('#statistics .statistics-panel').getAttribute('data-accuracy');
       times.push(elapsed);
       statsTimes.push(statsElapsed);
-      // Where the time went: the series request as the browser timed it, from navigation start.
-      const series = await page.evaluate(() => {
-        const entry = performance
-          .getEntriesByType('resource')
-          .find((e) => e.name.includes('/analyze_statistics/series')) as PerformanceResourceTiming;
+      // Where the time went, as the browser timed it from navigation start: the page's own boot (its
+      // HTML, its script loaded and run), then the series and statistics requests.
+      const timing = await page.evaluate(() => {
+        const resources = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
+        const navigation = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+        // Inline callbacks only: tsx names arrow functions held in constants with a helper the page lacks.
+        const [series, statistics] = ['/analyze_statistics/series', '/analyze_statistics/?'].map((part) => {
+          const entry = resources.find((e) => e.name.includes(part));
+          return entry
+            ? {
+                sent: Math.round(entry.requestStart),
+                took: Math.round(entry.responseEnd - entry.requestStart),
+              }
+            : { sent: -1, took: -1 };
+        }) as [{ sent: number; took: number }, { sent: number; took: number }];
+        const script = resources.find((e) => e.initiatorType === 'script' || e.name.endsWith('.js'));
+        const seen = window as unknown as { chartInDom?: number; statisticsInDom?: number };
         return {
-          sent: Math.round(entry.requestStart),
-          took: Math.round(entry.responseEnd - entry.requestStart),
+          chartInDom: Math.round(seen.chartInDom ?? -1),
+          statisticsInDom: Math.round(seen.statisticsInDom ?? -1),
+          origin: performance.timeOrigin,
+          html: Math.round(navigation.responseEnd),
+          script: script ? Math.round(script.responseEnd) : -1,
+          ready: Math.round(navigation.domContentLoadedEventEnd),
+          series,
+          statistics,
         };
       });
       console.log(
-        `run ${run + 1}: chart drawn in ${elapsed} ms (bucket ${bucket}; series asked at ${series.sent} ms, ` +
-          `answered in ${series.took} ms); statistics (${accuracy}) drawn in ${statsElapsed} ms`,
+        `run ${run + 1}: chart drawn in ${elapsed} ms (bucket ${bucket}); statistics (${accuracy}) ` +
+          `drawn in ${statsElapsed} ms; navigation started ${Math.round(timing.origin - t0)} ms after ` +
+          `the bench asked, then: html at ${timing.html} ms, script loaded at ${timing.script} ms, ` +
+          `DOMContentLoaded at ${timing.ready} ms; series asked at ${timing.series.sent} ms, answered ` +
+          `in ${timing.series.took} ms; statistics asked at ${timing.statistics.sent} ms, answered in ` +
+          `${timing.statistics.took} ms; in the DOM at ${timing.chartInDom} ms (chart) and ` +
+          `${timing.statisticsInDom} ms (statistics)`,
       );
+      pageTimes.push(timing.chartInDom);
+      pageStatsTimes.push(timing.statisticsInDom);
     }
     await context.close();
     const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
     console.log(`median chart time over ${RUNS} runs: ${median(times)} ms (goal: 500 ms)`);
     console.log(`median statistics panel time over ${RUNS} runs: ${median(statsTimes)} ms (goal: 500 ms)`);
+    console.log(
+      `in the DOM by the page's clock, medians: chart ${median(pageTimes)} ms, statistics ${median(pageStatsTimes)} ms`,
+    );
     console.log(`raw reading requests from the device page: ${rawReads.length}`);
   } finally {
     child.kill('SIGTERM');
