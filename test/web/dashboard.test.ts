@@ -297,6 +297,30 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     await page.locator('[data-stat="x.count"][data-value="600"]').waitFor();
   });
 
+  it('shows the statistics without waiting for the chart', async () => {
+    // The series held back: the panel still fills, and the chart follows once the series arrives.
+    let release = () => {};
+    const held = new Promise<void>((done) => {
+      release = done;
+    });
+    const series = (url: URL) => url.pathname === '/analyze_statistics/series';
+    await page.route(series, async (route) => {
+      await held;
+      await route.continue();
+    });
+    try {
+      await page.goto(`${server.url}/#/device/${deviceId}?range=7d`);
+      await page.locator('[data-stat="x.count"][data-value="650"]').waitFor();
+      assert.equal(await page.locator('#chart canvas').count(), 0, 'the chart waits for its series');
+      assert.equal(await page.locator('#chart').getAttribute('aria-busy'), 'true');
+      release();
+      await page.locator('#chart[aria-busy="false"] canvas').waitFor();
+    } finally {
+      release();
+      await page.unroute(series);
+    }
+  });
+
   it('shows the overall statistics with filters', async () => {
     await page.getByRole('navigation').getByRole('link', { name: 'Statistics' }).click();
     await page.getByRole('heading', { level: 1, name: 'Statistics' }).waitFor();
@@ -378,7 +402,7 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
       }
     };
 
-    // The device page: the chart's buckets count 100,000 readings, so the statistics are approximate.
+    // The device page: its range holds 100,000 readings, so the statistics are approximate.
     await page.goto(`${server.url}/#/device/${created.id}`);
     const chart = page.locator('#chart[data-bucket][aria-busy="false"]');
     await chart.waitFor();

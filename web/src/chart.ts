@@ -1,7 +1,9 @@
-import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
+/**
+ * What the device page needs before its first request (the bucket for the chart's width) and to shape
+ * the series' answer; uPlot itself is in plot.ts, a chunk of its own loaded beside the data.
+ */
+import type uPlot from 'uplot';
 import { AXES, type Axis, type BucketValues } from './api';
-import { formatNumber } from './dom';
 
 export const COLORS: Record<Axis, string> = { x: '#1d4ed8', y: '#15803d', z: '#b91c1c' };
 
@@ -66,44 +68,4 @@ export function toColumns(series: SeriesByAxis): uPlot.AlignedData {
 /** The series index of an axis' mean (its min and max follow). */
 export function seriesIndex(axis: Axis): number {
   return 1 + AXES.indexOf(axis) * 3;
-}
-
-export function createChart(
-  target: HTMLElement,
-  data: uPlot.AlignedData,
-  range: { from: number; to: number },
-  visible: Record<Axis, boolean>,
-): uPlot {
-  const value = (_u: uPlot, v: number | null) => (v === null || v === undefined ? '—' : formatNumber(v));
-  const series: uPlot.Series[] = [{ label: 'Time' }];
-  const bands: uPlot.Band[] = [];
-  for (const axis of AXES) {
-    const color = COLORS[axis];
-    const show = visible[axis];
-    series.push(
-      { label: `${axis} mean`, stroke: color, width: 2, show, value, spanGaps: false },
-      { label: `${axis} min`, stroke: `${color}55`, width: 1, show, value },
-      { label: `${axis} max`, stroke: `${color}55`, width: 1, show, value },
-    );
-    const mean = seriesIndex(axis);
-    bands.push({ series: [mean + 2, mean + 1], fill: `${color}22` });
-  }
-  const width = Math.max(280, target.clientWidth);
-  return new uPlot(
-    {
-      width,
-      height: Math.round(Math.min(420, Math.max(240, width * 0.45))),
-      series,
-      bands,
-      scales: { x: { time: true, range: () => [range.from / 1000, range.to / 1000] } },
-      axes: [
-        { stroke: '#374151', grid: { stroke: '#e5e7eb' } },
-        { stroke: '#374151', grid: { stroke: '#e5e7eb' }, size: 60 },
-      ],
-      legend: { live: true },
-      cursor: { focus: { prox: 16 } },
-    },
-    data,
-    target,
-  );
 }

@@ -1,6 +1,6 @@
 import type uPlot from 'uplot';
 import { AXES, type Axis, type AxisStatistics, answer, api, bucketValues, byAxis, exportUrl } from './api';
-import { COLORS, chooseBucket, createChart, type SeriesByAxis, seriesIndex, toColumns } from './chart';
+import { COLORS, chooseBucket, type SeriesByAxis, seriesIndex, toColumns } from './chart';
 import { formatDateTime, fromLocalInput, h, message, query, timeZone, toLocalInput } from './dom';
 import { type Accuracy, APPROX_FROM_READINGS, PERCENTILES, statisticsPanel } from './stats-table';
 
@@ -43,6 +43,8 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
   let chart: uPlot | null = null;
   let timer: ReturnType<typeof setInterval> | undefined;
   let loading = false;
+  // The chart library, fetched beside the page's first requests instead of before them.
+  const plotting = import('./plot');
 
   const title = h('h1', {}, `Device #${deviceId}`);
   const status = h('div', { id: 'device-status', 'aria-live': 'polite' });
@@ -149,13 +151,26 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
     const fail = (error: Error) => {
       if (error.name !== 'AbortError') status.replaceChildren(message('error', error.message));
     };
+    // The device (its name, and how many readings it holds in all), its series and its statistics,
+    // asked together.
+    const device = answer(
+      api.GET('/device/{device_id}', {
+        params: { path: { device_id: deviceId } },
+        signal: controller.signal,
+      }),
+    );
+    device.then((found) => {
+      title.textContent = found.name || `Device #${deviceId}`;
+      document.title = `${title.textContent} · Statistics`;
+    }, fail);
     // One request for the three axes: the server reads the range once.
-    const drawn = answer(
+    const asked = answer(
       api.GET('/analyze_statistics/series', {
         params: { query: { ...filters, attr: AXES.join(','), bucket, tz, fill: 'null' } },
         signal: controller.signal,
       }),
-    ).then((buckets) => {
+    );
+    const drawn = Promise.all([asked, plotting]).then(([buckets, { createChart }]) => {
       const series = Object.fromEntries(
         AXES.map((axis) => [axis, buckets.map((b) => ({ start: b.start, ...bucketValues(b, axis) }))]),
       ) as SeriesByAxis;
@@ -173,15 +188,14 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
         start: startDate,
         end: endDate,
       });
-      const readings = buckets.reduce((sum, b) => sum + b.count, 0);
       caption.textContent = `${formatDateTime(range.from)} – ${formatDateTime(range.to)} (${tz}), one point per ${bucket}: the line is the mean, the band spans min to max.`;
       chartBox.setAttribute('aria-busy', 'false');
-      return readings;
     }, fail);
-    // The statistics, asked once the chart is drawn so that they never delay it. The chart's buckets
-    // count the range's readings: over many, approximate medians and percentiles (exact on a click).
-    const showStatistics = async (accuracy: Accuracy): Promise<AxisStatistics> => {
-      const stats = byAxis(
+    // The statistics. The approximate answer is cheap over any range and counts its readings exactly:
+    // over many, its medians and percentiles are shown (exact on a click). A device with few readings
+    // in all, or a range with few, shows the exact answer instead.
+    const ask = async (accuracy: Accuracy): Promise<AxisStatistics> =>
+      byAxis(
         await answer(
           api.GET('/analyze_statistics/', {
             params: { query: { ...filters, attr: 'all', percentiles: PERCENTILES.join(','), accuracy } },
@@ -189,26 +203,32 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
           }),
         ),
       );
+    const show = (stats: AxisStatistics): AxisStatistics => {
       statsBox.replaceChildren(
         statisticsPanel(stats, 'Statistics for this range', () => {
-          showStatistics('exact').catch(fail);
+          ask('exact').then(show, fail);
         }),
       );
       statsBox.dataset.start = startDate;
       return stats;
     };
-    const counted = drawn
-      .then((readings) => showStatistics((readings ?? 0) >= APPROX_FROM_READINGS ? 'approx' : 'exact'))
+    const approx = ask('approx');
+    const counted = device
+      .then(async ({ readings }) => {
+        if (readings >= APPROX_FROM_READINGS) {
+          const stats = await approx;
+          if (stats.x.count >= APPROX_FROM_READINGS) return stats;
+        } else {
+          approx.catch(() => {}); // asked before the device answered; not shown
+        }
+        return ask('exact');
+      })
+      .then(show)
       .then(async (stats) => {
         emptyBox.replaceChildren();
         if (stats.x.count === 0) {
           // The device's own count, which the device answer carries (no statistics over its history).
-          const { readings } = await answer(
-            api.GET('/device/{device_id}', {
-              params: { path: { device_id: deviceId } },
-              signal: controller.signal,
-            }),
-          );
+          const { readings } = await device;
           emptyBox.append(
             readings === 0
               ? h(
@@ -275,16 +295,6 @@ export function deviceView(main: HTMLElement, deviceId: number, params: URLSearc
     ),
     h('section', { class: 'card' }, statsBox),
   );
-  answer(
-    api.GET('/device/{device_id}', { params: { path: { device_id: deviceId } }, signal: controller.signal }),
-  )
-    .then((device) => {
-      title.textContent = device.name || `Device #${deviceId}`;
-      document.title = `${title.textContent} · Statistics`;
-    })
-    .catch((error: Error) => {
-      if (error.name !== 'AbortError') status.replaceChildren(message('error', error.message));
-    });
   void load();
   return () => {
     controller.abort();
