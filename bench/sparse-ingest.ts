@@ -6,10 +6,14 @@
  * BENCH_SPARSE_CONNECTIONS (2) requests at a time. Answers readings/s from the first request to the
  * last answer, and checks what was stored (readings and the minute rollups' count) afterwards. Then,
  * as the same-run ceiling, the same batches without `timestamp` (the server's time: the readings of a
- * batch share a few minute rollups) on a second fresh database.
+ * batch share a few minute rollups) on a second fresh database. After the sparse load it also times
+ * the folder's catching up (what pacing it while ingest is busy costs the hour, day and month
+ * rollups' freshness): the ended minutes still unfolded when the last batch is stored, and how long
+ * until none is.
  *
  * Settings: BENCH_ENGINES (sqlite; add postgres with BENCH_DATABASE_URL, a server the bench may
- * create a database on), BENCH_SPARSE_ROWS, BENCH_SPARSE_CONNECTIONS.
+ * create a database on, named BENCH_SPARSE_DATABASE, bench_sparse by default), BENCH_SPARSE_ROWS,
+ * BENCH_SPARSE_CONNECTIONS.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +35,10 @@ const BATCH = 10_000;
 const YEAR_MS = 365 * 86_400_000;
 /** The whole load must finish in this time (a bound on the loop, not a goal). */
 const LIMIT_MS = 300_000;
+/** The folder's catching up is watched for at most this long. */
+const CATCH_UP_LIMIT_MS = 600_000;
+const DATABASE = process.env.BENCH_SPARSE_DATABASE ?? 'bench_sparse';
+const HOUR_MS = 3_600_000;
 
 const log = (line: string) => console.log(`[bench:sparse] ${line}`);
 
@@ -69,10 +77,10 @@ async function benchEngine(engine: 'sqlite' | 'postgres', timed: boolean): Promi
   let databaseUrl = `sqlite:${join(work, 'sparse.db')}`;
   if (engine === 'postgres') {
     if (!adminUrl) throw new Error('BENCH_DATABASE_URL is needed for postgres');
-    await adminQuery(adminUrl, 'drop database if exists wt_approx_sparse with (force)');
-    await adminQuery(adminUrl, 'create database wt_approx_sparse');
+    await adminQuery(adminUrl, `drop database if exists ${DATABASE} with (force)`);
+    await adminQuery(adminUrl, `create database ${DATABASE}`);
     const url = new URL(adminUrl);
-    url.pathname = '/wt_approx_sparse';
+    url.pathname = `/${DATABASE}`;
     databaseUrl = url.toString();
   }
   const port = await freePort();
@@ -117,6 +125,31 @@ async function benchEngine(engine: 'sqlite' | 'postgres', timed: boolean): Promi
           `stored ${Number(row?.readings).toLocaleString('en-US')} readings, ${Number(row?.minutes).toLocaleString('en-US')} minute rollups ` +
           `holding ${Number(row?.rolled).toLocaleString('en-US')}`,
       );
+      if (timed) {
+        // The minutes of ended hours are the folder's to fold: count them until none is left.
+        const unfolded = async () => {
+          const before = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+          const { rows } = await sql<{ n: number }>`
+            select count(*) as n from reading_minutes where folded = 0 and minute < ${before}`.execute(
+            opened.db,
+          );
+          return Number(rows[0]?.n);
+        };
+        const backlog = await unfolded();
+        const watching = performance.now();
+        let left = backlog;
+        while (left > 0 && performance.now() - watching < CATCH_UP_LIMIT_MS) {
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          left = await unfolded();
+        }
+        const caughtUp = ((performance.now() - watching) / 1000).toFixed(1);
+        log(
+          `${engine}, the folder: ${backlog.toLocaleString('en-US')} ended minutes unfolded when the last batch was stored; ` +
+            (left === 0
+              ? `all folded ${caughtUp} s later`
+              : `${left.toLocaleString('en-US')} still unfolded after ${caughtUp} s`),
+        );
+      }
       return stored / seconds;
     } finally {
       await opened.close();
@@ -125,7 +158,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres', timed: boolean): Promi
     await stopChild(child);
     rmSync(work, { recursive: true, force: true });
     if (engine === 'postgres' && adminUrl)
-      await adminQuery(adminUrl, 'drop database if exists wt_approx_sparse with (force)');
+      await adminQuery(adminUrl, `drop database if exists ${DATABASE} with (force)`);
   }
 }
 
