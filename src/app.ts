@@ -171,7 +171,14 @@ export async function buildApp(
         // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one writer.
         const planner: FoldPlanner | undefined =
           engine === 'sqlite' ? (input) => heavy.background('foldPlan', input) : undefined;
-        folder = startRollupFolder(db, engine, config.rollupFoldIntervalMs, app.log, planner);
+        folder = startRollupFolder(
+          db,
+          engine,
+          config.rollupFoldIntervalMs,
+          app.log,
+          ingest.lastStoredAt,
+          planner,
+        );
       }),
     );
     app.addHook('onClose', async () => folder?.stop());

@@ -47,6 +47,8 @@ export interface Ingest {
   devices: KnownDevices;
   /** The idempotency keys of writes, recorded by `one`, `batch` and `store` with their readings. */
   keys: IdempotencyKeys;
+  /** When readings last arrived to be stored (performance.now(); -Infinity before any): the rollup folder paces itself by it. */
+  lastStoredAt(): number;
 }
 
 export interface IngestOptions {
@@ -66,7 +68,9 @@ export function createIngest(
   const store = readingStore(db, engine);
   const keys = new IdempotencyKeys(db, engine);
   const writer = new ReadingWriter(store, metrics, keys);
+  let lastStoredAt = Number.NEGATIVE_INFINITY;
   const insert = async (rows: ReadingRow[], path: IngestPath, alongside?: Alongside) => {
+    lastStoredAt = performance.now();
     const stored =
       bulkStore && rows.length >= COPY_FROM_READINGS
         ? await bulkStore(rows, alongside)
@@ -116,6 +120,7 @@ export function createIngest(
     keys,
     prepare,
     refused,
+    lastStoredAt: () => lastStoredAt,
     store: (rows, alongside) => insert(rows, 'import', alongside),
 
     async one(reading, deviceToken, key) {
@@ -127,6 +132,7 @@ export function createIngest(
       requireTokens([row.device_id], deviceToken);
       const { created_at, ...values } = row;
       const answer = (id: number): Reading => ({ id, ...values, timestamp: toIsoString(created_at) });
+      lastStoredAt = performance.now();
       return answer(await writer.write(row, key && { use: key, answer }));
     },
 
