@@ -13,7 +13,7 @@
  *
  * Settings: BENCH_ENGINES (sqlite; add postgres with BENCH_DATABASE_URL, a server the bench may
  * create a database on, named BENCH_SPARSE_DATABASE, bench_sparse by default), BENCH_SPARSE_ROWS,
- * BENCH_SPARSE_CONNECTIONS.
+ * BENCH_SPARSE_CONNECTIONS, BENCH_SPARSE_CATCH_UP_MS (how long the catching up is watched, 600,000).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +36,7 @@ const YEAR_MS = 365 * 86_400_000;
 /** The whole load must finish in this time (a bound on the loop, not a goal). */
 const LIMIT_MS = 300_000;
 /** The folder's catching up is watched for at most this long. */
-const CATCH_UP_LIMIT_MS = 600_000;
+const CATCH_UP_LIMIT_MS = Number(process.env.BENCH_SPARSE_CATCH_UP_MS ?? 600_000);
 const DATABASE = process.env.BENCH_SPARSE_DATABASE ?? 'bench_sparse';
 const HOUR_MS = 3_600_000;
 
