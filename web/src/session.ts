@@ -1,4 +1,6 @@
-import type { User } from './api';
+import type { components } from './api-types';
+
+type User = components['schemas']['UserRead'];
 
 /** The session: the bearer token and its user live in sessionStorage, gone when the tab closes. */
 
