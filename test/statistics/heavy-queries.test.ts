@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LightMyRequestResponse } from 'fastify';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 
-const READINGS = 100_000;
+const READINGS = 300_000;
 const BATCH = 10_000;
 const HEAVY_QUERY = 'attr=all&percentiles=5,25,75,95,99';
 const METRICS_TOKEN = 'metrics-token-0123456789';
