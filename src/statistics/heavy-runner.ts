@@ -115,7 +115,7 @@ function observeRun(metrics: Metrics, query: string, outcome: string, started: n
  * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
  * at a lower CPU priority than the event loop. One thread starts with the pool, the others when
  * queries come, and end after a minute idle. At the deadline the task's
- * worker is terminated: statistics stop at once (their sorted_values aggregate runs JavaScript per
+ * worker is terminated: statistics stop at once (their collect_values aggregate runs JavaScript per
  * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
  * the dying thread, but the request is answered at the deadline all the same.
  */

@@ -195,7 +195,7 @@ async function aggregateSumsOneByOne(
  * PostgreSQL interpolates as a + (b - a) * t, and b - a overflows between values of opposite signs
  * beyond half the double range (a median of -1.5e308 and 1.5e308) where the percentile itself does
  * not: such percentiles, and only those, are computed again from the halved values (exact) and
- * doubled. SQLite's sorted values are interpolated without the overflow (percentileOfSorted).
+ * doubled. SQLite's collected values are interpolated without the overflow (percentileOfRanked).
  */
 async function recomputeOverflowedPercentiles(
   reader: PostgresReader,

@@ -186,15 +186,17 @@ export async function assertRollupsMatchReadingsAt(url: string, context = ''): P
 export const rollupValues = ({ folded: _folded, ...minute }: Selectable<ReadingMinutesTable>) => minute;
 
 /**
- * Folds in steps until nothing is left, each step after the last one's cursor, as the folder does.
+ * Folds in steps until nothing is left, each step after the last one's cursor (the first after
+ * `from`), as the folder does.
  * While the app's own folder holds the folding lock (PostgreSQL), it waits for its step to end and
  * goes on: that step may have passed the minutes a test waits for.
  */
 export async function foldAll(
   { db, engine }: { db: Kysely<Database>; engine: Engine },
   maxReadings = 5000,
+  from?: FoldCursor,
 ): Promise<void> {
-  let after: FoldCursor | undefined;
+  let after = from;
   const giveUpAt = Date.now() + 30_000;
   for (;;) {
     const folded = await foldRollups(db, engine, maxReadings, undefined, undefined, after);

@@ -192,11 +192,7 @@ onEachEngine(
       const late: Point = { device, x: -77_777, y: 5, z: -5, at: START + 2 * DAY + 5_000 };
       assert.ok(late.at < (after?.[1] as number), 'the late reading is behind the cursor');
       await post([late]);
-      for (;;) {
-        const folded = await foldRollups(h.db, h.engine, 20, undefined, undefined, after);
-        if (!folded || folded.hours === 0) break;
-        after = folded.next;
-      }
+      await foldAll(h, 20, after);
       assert.equal(await unfoldedMinutes(h), 0);
       const answer = await get(`attr=x&accuracy=approx&device_id=${device}`);
       assertApprox(
