@@ -61,9 +61,7 @@ async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<numb
           .execute();
   if (minutes.length === 0) return new Map();
   const latest = await latestReadings(db, minutes);
-  const lastOf = new Map(
-    latest.flatMap((row) => (row.last === null ? [] : [[row.device_id, Number(row.last)]])),
-  );
+  const lastOf = new Map(latest.map((row) => [row.device_id, Number(row.last)]));
   return new Map(
     minutes.map((row) => [
       row.device_id,
@@ -76,52 +74,56 @@ async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<numb
 }
 
 /**
- * The time of each device's latest reading, looked up from the start of its last minute that has any.
- * SQLite: one index seek per device (the newest entry of data_device_time), whatever the minute holds; an
- * OR of the devices' ranges read every reading of each one's last minute, and a device that keeps
- * sending holds thousands there (5 ms a page on the event loop in the mixed scenario, issue 17).
- * PostgreSQL keeps the one grouped statement, which Citus runs on every shard at once.
+ * The time of each device's latest reading, looked up from the start of its last minute that has any:
+ * one index seek per device (the newest entry of its (device_id, created_at) key), whatever the minute
+ * holds. An OR of the devices' ranges, grouped, read every reading of each one's last minute, and a
+ * device that keeps sending holds thousands there: 5 ms a page on SQLite's event loop, and on
+ * PostgreSQL 650 ms a page once a device had 600,000 readings in its last minute (batches), which
+ * took the mixed scenario down to 19 req/s, its device lists running side by side (issue 17).
+ * SQLite: a union of the seeks, one statement. PostgreSQL: a statement per device, side by side on the
+ * pool, each planned with its own values (its statistics pick the device's key rather than the time
+ * index), and each a single-shard query on Citus; a union planned its ~10 partitions per device
+ * (1.4 s to plan 1,000 devices), and a lateral join is not a query Citus runs.
  */
 async function latestReadings(
   db: Kysely<Database>,
   minutes: { device_id: number; last_minute: unknown }[],
-): Promise<{ device_id: number; last: number | string | null }[]> {
+): Promise<{ device_id: number; last: number | string }[]> {
+  const seekOf = ({ device_id, last_minute }: (typeof minutes)[number]) =>
+    latestReading(db, device_id, Number(last_minute));
+  const found: { device_id: number; last: number | string }[] = [];
   if (engineOf(db) === 'sqlite') {
-    const latestOf = ({ device_id, last_minute }: (typeof minutes)[number]) =>
-      db
-        .selectFrom((eb) =>
-          eb
-            .selectFrom('data')
-            .select(['device_id', 'created_at as last'])
-            .where('device_id', '=', device_id)
-            .where('created_at', '>=', Number(last_minute))
-            .orderBy('created_at', 'desc')
-            .limit(1)
-            .as('latest'),
-        )
-        .selectAll();
-    const found: { device_id: number; last: number }[] = [];
     // SQLite takes at most 500 terms in one compound SELECT; a page holds up to 1,000 devices.
     for (let at = 0; at < minutes.length; at += COMPOUND_TERMS) {
-      const [first, ...others] = minutes.slice(at, at + COMPOUND_TERMS).map(latestOf);
+      const [first, ...others] = minutes
+        .slice(at, at + COMPOUND_TERMS)
+        .map((row) => db.selectFrom(seekOf(row).as('latest')).selectAll());
       if (first)
         found.push(...(await others.reduce((union, query) => union.unionAll(query), first).execute()));
     }
     return found;
   }
+  // A few at a time: a page of 1,000 devices must not queue ahead of every other request for the pool.
+  for (let at = 0; at < minutes.length; at += SEEKS_SIDE_BY_SIDE) {
+    const seeks = minutes.slice(at, at + SEEKS_SIDE_BY_SIDE).map((row) => seekOf(row).execute());
+    found.push(...(await Promise.all(seeks)).flat());
+  }
+  return found;
+}
+
+/** The time of a device's latest reading at or after `from` (none without one): one seek of its key. */
+export function latestReading(db: Kysely<Database>, deviceId: number, from: EpochMs) {
   return db
     .selectFrom('data')
-    .select((eb) => ['device_id', eb.fn.max('created_at').as('last')])
-    .where((eb) =>
-      eb.or(
-        minutes.map((row) =>
-          eb.and([eb('device_id', '=', row.device_id), eb('created_at', '>=', Number(row.last_minute))]),
-        ),
-      ),
-    )
-    .groupBy('device_id')
-    .execute();
+    .select(['device_id', 'created_at as last'])
+    .where('device_id', '=', deviceId)
+    .where('created_at', '>=', from)
+    .orderBy('created_at', 'desc')
+    .limit(1);
 }
+
+/** PostgreSQL seeks in flight at once for one page (the pool holds 10 connections). */
+const SEEKS_SIDE_BY_SIDE = 4;
 
 /** Devices looked up in one SQLite statement (a union of one seek each). */
 const COMPOUND_TERMS = 250;
