@@ -156,10 +156,11 @@ export const settings = {
   STATISTICS_CONCURRENCY: Type.Integer({
     description:
       'How many statistics and series queries run at once (SQLite: worker threads, each with its own ' +
-      'read-only connection; PostgreSQL: pool connections)',
+      "read-only connection, below the server's CPU priority; PostgreSQL: pool connections, each a backend at " +
+      "every other query's priority: with PostgreSQL on another machine, about half of its cores)",
     minimum: 1,
     maximum: 64,
-    'x-default': 'the number of cores, at least 2',
+    'x-default': 'SQLite: the number of cores, at least 2; PostgreSQL: half the cores, at least 1',
   }),
   STATISTICS_QUEUE: wholeNumber(
     'How many statistics and series queries may wait for a slot; beyond that a 503 with `Retry-After` at once',

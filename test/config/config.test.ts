@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -173,6 +173,17 @@ describe('configuration', () => {
       () => loadConfig(env({ RETENTION_DAYS: '0' })),
       /RETENTION_DAYS must be a whole number/,
     );
+  });
+
+  it('runs statistics queries a core each on SQLite, and on half the cores on PostgreSQL, unless told', () => {
+    const cores = availableParallelism();
+    const concurrency = (changes: Record<string, string>) =>
+      loadConfig(env(changes)).heavyQueries.concurrency;
+    assert.equal(concurrency({ DATABASE_URL: `sqlite:${join(dir, 'cores.db')}` }), Math.max(2, cores));
+    // PostgreSQL's backends run at the priority of ingest's: one on 2 cores (issue 10).
+    const postgres = 'postgres://postgres@127.0.0.1:5432/statistics';
+    assert.equal(concurrency({ DATABASE_URL: postgres }), Math.max(1, Math.floor(cores / 2)));
+    assert.equal(concurrency({ DATABASE_URL: postgres, STATISTICS_CONCURRENCY: '3' }), 3);
   });
 
   it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {
