@@ -111,16 +111,23 @@ async function latestReadings(
   return found;
 }
 
-/** The time of a device's latest reading at or after `from` (none without one): one seek of its key. */
-export function latestReading(db: Kysely<Database>, deviceId: number, from: EpochMs) {
+/**
+ * The time of a device's latest reading within the minute that starts at `minute` (its last with
+ * readings; none when they are past the retention): one seek of its key. Both bounds let PostgreSQL
+ * plan that day's partition and the default one alone, not every partition made ahead.
+ */
+export function latestReading(db: Kysely<Database>, deviceId: number, minute: EpochMs) {
   return db
     .selectFrom('data')
     .select(['device_id', 'created_at as last'])
     .where('device_id', '=', deviceId)
-    .where('created_at', '>=', from)
+    .where('created_at', '>=', minute)
+    .where('created_at', '<', minute + MINUTE_MS)
     .orderBy('created_at', 'desc')
     .limit(1);
 }
+
+const MINUTE_MS = 60_000;
 
 /** PostgreSQL seeks in flight at once for one page (the pool holds 10 connections). */
 const SEEKS_SIDE_BY_SIDE = 4;

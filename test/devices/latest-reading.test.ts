@@ -84,7 +84,7 @@ onEachEngine("the device list's latest reading of each device", (h: Harness) => 
       const details = rows.map((row) => row.detail).join('\n');
       assert.match(
         details,
-        /SEARCH data USING (COVERING )?INDEX data_device_time \(device_id=\? AND created_at>\?\)/,
+        /SEARCH data USING (COVERING )?INDEX data_device_time \(device_id=\? AND created_at>\? AND created_at<\?\)/,
       );
     }
   });
