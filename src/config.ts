@@ -284,9 +284,9 @@ function trustProxy(text: string): Config['trustProxy'] {
 /**
  * STATISTICS_CONCURRENCY's default. SQLite: a worker thread per core, at least 2, at nice +10, so that
  * ingest and /health get the cores first. PostgreSQL: half the cores, at least 1, since its backends
- * run at the priority of every other query: on 2 cores, 4 clients repeating exact statistics over 1M
- * readings took single-reading ingest to 0.51 of its idle rate with 2 at once and /health's p99 to
- * 138 ms, against 1.09 and 60 ms with 1 (medians of 2 alternating rounds, load average 10-11).
+ * run at the priority of every other query: on 2 cores, while 4 clients repeated exact statistics over
+ * 1M readings, single-reading ingest kept 0.52 of its idle rate with 2 at once (/health p99 197 ms),
+ * 0.94 with 1 (75 ms): medians of 5 alternating rounds, load average 8-13 (README, Performance).
  */
 function defaultConcurrency(url: string): number {
   const cores = availableParallelism();
