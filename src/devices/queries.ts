@@ -83,7 +83,8 @@ async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<numb
  * SQLite: a union of the seeks, one statement. PostgreSQL: a statement per device, side by side on the
  * pool, each planned with its own values (its statistics pick the device's key rather than the time
  * index), and each a single-shard query on Citus; a union planned its ~10 partitions per device
- * (1.4 s to plan 1,000 devices), and a lateral join is not a query Citus runs.
+ * (1.4 s to plan 1,000 devices), and Citus refuses a lateral join's LIMIT over a distributed table
+ * beside a list of ids (citusdata/citus#5753).
  */
 async function latestReadings(
   db: Kysely<Database>,
