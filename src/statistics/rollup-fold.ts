@@ -103,6 +103,10 @@ export async function foldRollups(
       // which take the setting only when SET LOCAL is propagated (plain PostgreSQL ignores the citus one).
       await sql`set local citus.propagate_set_commands = 'local'`.execute(trx);
       await sql`set local lock_timeout = ${sql.lit(FOLDER_LOCK_WAIT)}`.execute(trx);
+      // A step lost in a crash loses its marks with its rows (one transaction): its minutes stay
+      // unfolded and the next step folds them again. So its commit need not wait for the WAL's flush
+      // (about 10 ms a step of a 270 ms step).
+      await sql`set local synchronous_commit = off`.execute(trx);
     }
     const plan = await planFold(trx, maxReadings, before, after);
     if (plan.marks.length > 0) await applyFold(trx, engine, plan);
