@@ -13,7 +13,8 @@
  *
  * Settings: BENCH_ENGINES (sqlite; add postgres with BENCH_DATABASE_URL, a server the bench may
  * create a database on, named BENCH_SPARSE_DATABASE, bench_sparse by default), BENCH_SPARSE_ROWS,
- * BENCH_SPARSE_CONNECTIONS, BENCH_SPARSE_CATCH_UP_MS (how long the catching up is watched, 600,000).
+ * BENCH_SPARSE_CONNECTIONS, BENCH_SPARSE_CATCH_UP_MS (how long the catching up is watched, 600,000),
+ * BENCH_SPARSE_CPU_PROF (a directory for the servers' CPU profiles).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +40,8 @@ const LIMIT_MS = 300_000;
 const CATCH_UP_LIMIT_MS = Number(process.env.BENCH_SPARSE_CATCH_UP_MS ?? 600_000);
 const DATABASE = process.env.BENCH_SPARSE_DATABASE ?? 'bench_sparse';
 const HOUR_MS = 3_600_000;
+/** With BENCH_SPARSE_CPU_PROF=DIR each server writes a CPU profile there (`tsx bench/cpu-profile.ts FILE` sums it up). */
+const PROFILE_DIR = process.env.BENCH_SPARSE_CPU_PROF;
 
 const log = (line: string) => console.log(`[bench:sparse] ${line}`);
 
@@ -85,7 +88,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres', timed: boolean): Promi
   }
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const child = startChild(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+  const profile = PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [];
+  const child = startChild(process.execPath, [...profile, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
     cwd: root,
     env: serverEnvironment(databaseUrl, port, work),
   });
