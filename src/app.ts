@@ -32,8 +32,7 @@ import { metricsRoutes, recordRequests } from './metrics/routes.js';
 import { registerMqttIngest } from './mqtt/mqtt-ingest.js';
 import { closeRedis, connectRedis, firstConnection, redisReady } from './redis/redis-client.js';
 import { createHeavyQueries } from './statistics/heavy-runner.js';
-import type { FoldPlanner } from './statistics/rollup-fold.js';
-import { type RollupFolder, startRollupFolder } from './statistics/rollup-folder.js';
+import { foldSteps, foldThread, type RollupFolder, startRollupFolder } from './statistics/rollup-folder.js';
 import { statisticsRoutes } from './statistics/routes.js';
 import { OriginalStatistics, Statistics } from './statistics/schemas.js';
 import { SeriesValues, seriesRoutes } from './statistics/series-routes.js';
@@ -166,22 +165,20 @@ export async function buildApp(
   if (config.rollupFoldIntervalMs > 0) {
     // Folding needs the migrated schema: it starts once the migrations have run.
     let folder: RollupFolder | undefined;
+    let thread: ReturnType<typeof foldThread> | undefined;
     app.addHook('onReady', async () =>
       lifecycle.whenReady(() => {
-        // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one writer.
-        const planner: FoldPlanner | undefined =
-          engine === 'sqlite' ? (input) => heavy.background('foldPlan', input) : undefined;
-        folder = startRollupFolder(
-          db,
-          engine,
-          config.rollupFoldIntervalMs,
-          app.log,
-          ingest.lastStoredAt,
-          planner,
-        );
+        // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one
+        // writer. PostgreSQL: whole steps in a thread of their own, on their own connection.
+        if (engine === 'postgres') thread = foldThread(config.databaseUrl);
+        const steps = thread?.steps ?? foldSteps(db, engine, (input) => heavy.background('foldPlan', input));
+        folder = startRollupFolder(steps, config.rollupFoldIntervalMs, app.log, ingest.lastStoredAt);
       }),
     );
-    app.addHook('onClose', async () => folder?.stop());
+    app.addHook('onClose', async () => {
+      await folder?.stop();
+      await thread?.close();
+    });
   }
   await app.register(seriesRoutes, {
     db,

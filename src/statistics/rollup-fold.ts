@@ -50,6 +50,9 @@ const MAX_HOURS = 400;
 /** How long a fold step waits for a minute rollup that a write holds (under deadlock_timeout's 1 s). */
 const FOLDER_LOCK_WAIT = '200ms';
 
+/** PostgreSQL's lock_not_available: a fold step gave way to a write holding a minute rollup. */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
 /** Every key of PostgreSQL's advisory locks is shared by the cluster: this one is the folder's. */
 const FOLDER_LOCK = 10_010_005;
 
@@ -97,7 +100,7 @@ export async function foldRollups(
       }>`select pg_try_advisory_xact_lock(${FOLDER_LOCK}) as locked`.execute(trx);
       if (!rows[0]?.locked) return undefined;
       // The folder gives way to writes: a minute a write holds is waited for at most FOLDER_LOCK_WAIT,
-      // then this step fails (55P03) and the next tries again. Waiting on, the folder could hold a
+      // then this step fails (LOCK_NOT_AVAILABLE) and the next tries again. Waiting on, the folder could hold a
       // minute that write needs next, and PostgreSQL would end that deadlock by rolling one of them
       // back after a second, as likely the write as the folder. On Citus the waits are the workers',
       // which take the setting only when SET LOCAL is propagated (plain PostgreSQL ignores the citus one).

@@ -1,33 +1,74 @@
+import { extname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Kysely } from 'kysely';
+import { Piscina } from 'piscina';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
-import { type FoldCursor, type FoldPlanner, foldRollups } from './rollup-fold.js';
+import type { FoldStep } from './fold-worker.js';
+import {
+  type FoldCursor,
+  type Folded,
+  type FoldPlanner,
+  foldRollups,
+  LOCK_NOT_AVAILABLE,
+} from './rollup-fold.js';
 
 /**
  * Readings one fold step reads at most (a step is one short write transaction). On SQLite the reading
- * and computing run in a heavy-query worker (`planner`), and only the writes on the event loop.
+ * and computing run in a heavy-query worker (`planner`), and only the writes on the event loop; on
+ * PostgreSQL the whole step runs in a thread of its own (`foldThread`).
  */
 export const FOLD_STEP_READINGS = 5_000;
 
 /**
  * The folder's pace while ingest is busy (readings stored within BUSY_MS): after each step it waits
  * PACE times as long as the step took, so catching up takes at most 1 / (1 + PACE) of the time the
- * batches need (on PostgreSQL the folder plans on the event loop that also parses them). The hour,
- * day and month rollups lag further behind meanwhile (approximate answers read the backlog from the
- * minute rollups and readings, which makes them slower, not wrong), and catch up at full speed once
- * ingest pauses for a second.
+ * batches need. The hour, day and month rollups lag further behind meanwhile (approximate answers
+ * read the backlog from the minute rollups and readings, which makes them slower, not wrong), and
+ * catch up at full speed once ingest pauses for a second.
  */
 const BUSY_MS = 1000;
 const PACE = 4;
 
-/** PostgreSQL's lock_not_available: a fold step gave way to a write (rollup-fold.ts). */
-const LOCK_NOT_AVAILABLE = '55P03';
+/**
+ * One fold step after `after` (rollup-fold.ts foldRollups): undefined when another process holds the
+ * folder's lock; an error with the code LOCK_NOT_AVAILABLE when it gave way to a write.
+ */
+export type FoldSteps = (after: FoldCursor | undefined) => Promise<Folded | undefined>;
 
 /** The folder job: its stop() waits for the step in progress. */
 export interface RollupFolder {
   stop(): Promise<void>;
+}
+
+/** The steps in the server's process: SQLite's writes, with its plans made by `planner` (a heavy-query worker). */
+export function foldSteps(db: Kysely<Database>, engine: Engine, planner?: FoldPlanner): FoldSteps {
+  return (after) => foldRollups(db, engine, FOLD_STEP_READINGS, undefined, planner, after);
+}
+
+/**
+ * PostgreSQL's steps in a thread of their own (fold-worker.ts) with its own connection to `url`, off
+ * the event loop that parses the batches. close() ends the thread.
+ */
+export function foldThread(url: string): { steps: FoldSteps; close(): Promise<void> } {
+  // The worker is TypeScript under tsx (tests, npm run dev) and JavaScript once built (npm start).
+  const here = fileURLToPath(import.meta.url);
+  const pool = new Piscina({
+    filename: new URL(`./fold-worker${extname(here)}`, import.meta.url).href,
+    minThreads: 1,
+    maxThreads: 1,
+    workerData: { url },
+  });
+  return {
+    async steps(after) {
+      const step = (await pool.run({ maxReadings: FOLD_STEP_READINGS, after })) as FoldStep;
+      if ('gaveWay' in step) throw Object.assign(new Error(step.gaveWay), { code: LOCK_NOT_AVAILABLE });
+      return step.folded;
+    },
+    close: () => pool.destroy(),
+  };
 }
 
 /**
@@ -37,12 +78,10 @@ export interface RollupFolder {
  * Several processes may run it on one PostgreSQL database: its advisory lock lets one fold at a time.
  */
 export function startRollupFolder(
-  db: Kysely<Database>,
-  engine: Engine,
+  steps: FoldSteps,
   intervalMs: number,
   log: FastifyBaseLogger,
   lastStoredAt: () => number,
-  planner?: FoldPlanner,
 ): RollupFolder {
   const stopping = new AbortController();
   const loop = (async () => {
@@ -52,7 +91,7 @@ export function startRollupFolder(
         for (;;) {
           if (stopping.signal.aborted) return;
           const started = performance.now();
-          const folded = await foldRollups(db, engine, FOLD_STEP_READINGS, undefined, planner, after);
+          const folded = await steps(after);
           if (!folded || folded.hours === 0) break;
           after = folded.next;
           const ended = performance.now();
