@@ -293,7 +293,7 @@ onEachEngine(
 onEachEngine(
   'the rollup folder of the running service',
   (h: Harness) => {
-    it('folds what ingest marks, by itself, off the event loop on SQLite (a heavy-query worker plans)', async () => {
+    it('folds what ingest marks, by itself, off the event loop (SQLite: a heavy-query worker plans; PostgreSQL: steps in a thread of their own)', async () => {
       const device = await h.createDevice();
       const at = Date.UTC(2026, 2, 3, 10, 17);
       const readings = Array.from({ length: 2000 }, (_, i) => ({
