@@ -2,6 +2,7 @@ import cors from '@fastify/cors';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Config } from './config.js';
+import { BatchTurns } from './data/batch-turns.js';
 import { bulkStoreOf } from './data/copy-readings.js';
 import { createIngest } from './data/ingest.js';
 import { dataRoutes } from './data/routes.js';
@@ -151,6 +152,7 @@ export async function buildApp(
     reads,
     ingest,
     batchBodyLimitBytes: config.batchBodyLimitBytes,
+    batchTurns: new BatchTurns(config.ingestBatchQueue),
     ingestAuth: config.ingestAuth,
   });
   await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });

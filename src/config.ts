@@ -26,6 +26,8 @@ export interface Config {
   readonly jwtLifetimeSeconds: number;
   readonly bodyLimitBytes: number;
   readonly batchBodyLimitBytes: number;
+  /** INGEST_BATCH_QUEUE: batches that may wait for their turn (data/batch-turns.ts). */
+  readonly ingestBatchQueue: number;
   readonly bodyTimeoutMs: number;
   readonly maxFutureSkewSeconds: number;
   readonly maxSeriesBuckets: number;
@@ -125,6 +127,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     jwtLifetimeSeconds: value.JWT_LIFETIME_SECONDS,
     bodyLimitBytes: value.BODY_LIMIT_BYTES,
     batchBodyLimitBytes: value.BATCH_BODY_LIMIT_BYTES,
+    ingestBatchQueue: value.INGEST_BATCH_QUEUE,
     bodyTimeoutMs: value.BODY_TIMEOUT_MS,
     maxFutureSkewSeconds: value.MAX_FUTURE_SKEW_SECONDS,
     maxSeriesBuckets: value.MAX_SERIES_BUCKETS,

@@ -114,6 +114,13 @@ export const settings = {
     1000,
     3_600_000,
   ),
+  INGEST_BATCH_QUEUE: wholeNumber(
+    'How many batches (bodies of `POST /data/` over 1 KB) may wait for their turn to be stored; they are ' +
+      'stored in the order they arrived, and one more is answered 503 with `Retry-After` at once',
+    256,
+    1,
+    100_000,
+  ),
   MAX_FUTURE_SKEW_SECONDS: wholeNumber(
     "How far ahead of the server's clock a reading's `timestamp` may be",
     300,

@@ -6,6 +6,7 @@ import { DomainError, invalidQuery } from '../http/errors.js';
 import { OPTIONAL_DEVICE_TOKEN } from '../http/openapi.js';
 import { PAGE_HEADERS, sendPage } from '../http/pagination.js';
 import { errorResponses } from '../http/schemas.js';
+import { type BatchTurns, SMALL_BODY_BYTES } from './batch-turns.js';
 import { fingerprintOf, type KeyUse } from './idempotency.js';
 import { idempotencyKeyOf } from './idempotency-header.js';
 import { deviceToken, type Ingest } from './ingest.js';
@@ -28,18 +29,26 @@ export interface DataRoutesOptions {
   reads: Reads;
   ingest: Ingest;
   batchBodyLimitBytes: number;
+  /** Where batches wait for their turn, in the order they arrived. */
+  batchTurns: BatchTurns;
   /** Idempotency keys belong to the device's token with INGEST_AUTH=token. */
   ingestAuth: 'open' | 'token';
 }
 
 export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
   app,
-  { reads, ingest, batchBodyLimitBytes, ingestAuth },
+  { reads, ingest, batchBodyLimitBytes, batchTurns, ingestAuth },
 ) => {
   app.post(
     '/data/',
     {
       bodyLimit: batchBodyLimitBytes,
+      // Before the body is parsed: a batch waits for its turn with its body unread (batch-turns.ts).
+      preParsing: (request, _reply, payload, done) => {
+        const length = Number(request.headers['content-length']);
+        if (length <= SMALL_BODY_BYTES) return done(null, payload);
+        batchTurns.take().then(() => done(null, payload), done);
+      },
       // Before validation, so an oversized batch is refused without validating 10,000+ items. A callback
       // hook, not an async one: every reading passes here, and a promise each cost a microtask turn.
       preValidation: (request, _reply, done) => {
