@@ -111,6 +111,9 @@ function observeRun(metrics: Metrics, query: string, outcome: string, started: n
     metrics.heavyQueryRun.observe({ query, outcome }, (performance.now() - started) / 1000);
 }
 
+/** The young generation of each heavy-query thread's V8 heap, in MB (see sqliteWorkers). */
+const WORKER_YOUNG_GENERATION_MB = 8;
+
 /**
  * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
  * at a lower CPU priority than the event loop. One thread starts with the pool, the others when
@@ -132,6 +135,11 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
     minThreads: 1,
     maxThreads: settings.concurrency,
     idleTimeout: 60_000,
+    // A small young generation per thread (V8's default lets each grow to 16 MB semi-spaces): a query's
+    // garbage is the numbers SQLite hands collect_values, dead at once, which a small one sweeps as
+    // cheaply. attr=x,y,z with 5 percentiles over 1M readings, the folder catching up meanwhile, three
+    // alternating rounds at load 10: the server's peak RSS 410-435 MB by default, 388-399 MB at 8 MB.
+    resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     // Below the event loop's priority (Linux nice +10, per thread): ingest and /health get the cores
     // first, the heavy queries what is left.
     niceIncrement: 10,
