@@ -115,7 +115,7 @@ export const settings = {
     3_600_000,
   ),
   INGEST_BATCH_QUEUE: wholeNumber(
-    'How many batches (bodies of `POST /data/` over 1 KB) may wait for their turn to be stored; they are ' +
+    'SQLite: how many batches (bodies of `POST /data/` over 1 KB) may wait for their turn to be stored; they are ' +
       'stored in the order they arrived, and one more is answered 503 with `Retry-After` at once',
     256,
     1,

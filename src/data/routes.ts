@@ -29,8 +29,8 @@ export interface DataRoutesOptions {
   reads: Reads;
   ingest: Ingest;
   batchBodyLimitBytes: number;
-  /** Where batches wait for their turn, in the order they arrived. */
-  batchTurns: BatchTurns;
+  /** Where batches wait for their turn, in the order they arrived (SQLite); none: they go their way at once. */
+  batchTurns: BatchTurns | undefined;
   /** Idempotency keys belong to the device's token with INGEST_AUTH=token. */
   ingestAuth: 'open' | 'token';
 }
@@ -46,7 +46,7 @@ export const dataRoutes: FastifyPluginAsyncTypebox<DataRoutesOptions> = async (
       // Before the body is parsed: a batch waits for its turn with its body unread (batch-turns.ts).
       preParsing: (request, _reply, payload, done) => {
         const length = Number(request.headers['content-length']);
-        if (length <= SMALL_BODY_BYTES) return done(null, payload);
+        if (!batchTurns || length <= SMALL_BODY_BYTES) return done(null, payload);
         batchTurns.take().then(() => done(null, payload), done);
       },
       // Before validation, so an oversized batch is refused without validating 10,000+ items. A callback
