@@ -11,7 +11,7 @@ import {
   type TableRow,
 } from '../db/dialect.js';
 import { type Late, type Prepared, prepare } from '../db/prepared.js';
-import type { Database, EpochMs } from '../db/tables.js';
+import { type Database, type EpochMs, MINUTE_MS } from '../db/tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
 export interface ReadingRow {
@@ -22,7 +22,6 @@ export interface ReadingRow {
   created_at: EpochMs;
 }
 
-const MINUTE_MS = 60_000;
 /** SQLite's largest insert statement: 1,024 readings, 6,144 bound values with their ids (SQLite allows 32,766). */
 const LARGEST_CLASS = 1024;
 const VALUES = ['x', 'y', 'z'] as const;

@@ -3,6 +3,9 @@ import type { Generated } from 'kysely';
 /** Times are stored as UTC epoch milliseconds: exact, compact and the same on both engines. */
 export type EpochMs = number;
 
+/** A minute in EpochMs: the grain of the minute rollups (`reading_minutes`). */
+export const MINUTE_MS = 60_000;
+
 export interface UsersTable {
   id: Generated<number>;
   email: string;

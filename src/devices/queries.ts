@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { engineOf } from '../db/dialect.js';
-import type { Database, DevicesTable, EpochMs } from '../db/tables.js';
+import { type Database, type DevicesTable, type EpochMs, MINUTE_MS } from '../db/tables.js';
 import { toIsoString } from '../http/dates.js';
 import type { Device } from './schemas.js';
 
@@ -127,8 +127,6 @@ export function latestReading(db: Kysely<Database>, deviceId: number, minute: Ep
     .orderBy('created_at', 'desc')
     .limit(1);
 }
-
-const MINUTE_MS = 60_000;
 
 /** PostgreSQL seeks in flight at once for one page (the pool holds 10 connections). */
 const SEEKS_SIDE_BY_SIDE = 4;

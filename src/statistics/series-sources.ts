@@ -1,11 +1,9 @@
 import { type Kysely, sql } from 'kysely';
 import { type ReadingSelection, selectionFilter } from '../data/selection.js';
 import { type Engine, throughIndex } from '../db/dialect.js';
-import type { Database, EpochMs } from '../db/tables.js';
+import { type Database, type EpochMs, MINUTE_MS } from '../db/tables.js';
 import type { DeviceRange } from './device-ranges.js';
 import { HOUR_MS } from './rollup-periods.js';
-
-const MINUTE_MS = 60_000;
 
 /**
  * Unfolded hours a series leaves out of the hourly rollups at most (adjacent hours of a device count
