@@ -165,6 +165,7 @@ export async function buildApp(
     heavy,
     keys: config.statisticsKeys,
     retention: config.retention,
+    lightReadings: config.heavyQueries.lightReadings,
   });
   if (config.rollupFoldIntervalMs > 0) {
     // Folding needs the migrated schema: it starts once the migrations have run.

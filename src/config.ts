@@ -55,6 +55,8 @@ export interface HeavyQuerySettings {
   readonly timeoutMs: number;
   readonly concurrency: number;
   readonly queue: number;
+  /** STATISTICS_LIGHT_READINGS: at most this many readings takes the light lane; 0: no light lane. */
+  readonly lightReadings: number;
 }
 
 /** REDIS_URL and REDIS_KEY_PREFIX. */
@@ -137,6 +139,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
       timeoutMs: value.STATISTICS_TIMEOUT_MS,
       concurrency: value.STATISTICS_CONCURRENCY ?? defaultConcurrency(url),
       queue: value.STATISTICS_QUEUE,
+      lightReadings: value.STATISTICS_LIGHT_READINGS,
     },
     statisticsKeys: value.STATISTICS_KEYS,
     corsOrigins: value.CORS_ORIGINS,

@@ -175,6 +175,16 @@ export const settings = {
     0,
     10_000,
   ),
+  STATISTICS_LIGHT_READINGS: wholeNumber(
+    'A statistics query that may select at most this many readings (counted from the minute rollups ' +
+      'before it runs) takes the light lane: one query at a time beside the others (SQLite: a thread of ' +
+      "its own at the server's CPU priority; PostgreSQL: one pool connection), with a queue of " +
+      '`STATISTICS_QUEUE` of its own, so that it never waits behind a long one; 0 sends every query to ' +
+      'the others',
+    10_000,
+    0,
+    1_000_000,
+  ),
   STATISTICS_KEYS: oneOf(
     "`original`: `/analyze_statistics/` answers the original service's keys, in its order " +
       '(`минимальное значение`, `максимальное значение`, `количество`, `сумма`, `медиана`); ' +

@@ -19,15 +19,15 @@ export interface Metrics {
   readonly groupCommitReadings: Histogram;
   /** Rows of reading_minutes merged (inserted or updated) by the inserts. */
   readonly minuteRollupsMerged: Counter;
-  /** Heavy queries (statistics, series) waiting for a slot, and running. */
-  readonly heavyQueriesWaiting: Gauge;
-  readonly heavyQueriesRunning: Gauge;
+  /** Heavy queries (statistics, series) waiting for a slot, and running, by lane (light, heavy). */
+  readonly heavyQueriesWaiting: Gauge<'lane'>;
+  readonly heavyQueriesRunning: Gauge<'lane'>;
   /** How long each heavy query waited for a slot, and how long it ran (by outcome: ok, error, timeout). */
-  readonly heavyQueryWait: Histogram<'query'>;
-  readonly heavyQueryRun: Histogram<'query' | 'outcome'>;
-  /** Heavy queries stopped at STATISTICS_TIMEOUT_MS, and refused because the queue was full. */
-  readonly heavyQueryTimeouts: Counter<'query'>;
-  readonly heavyQueryRejections: Counter<'query'>;
+  readonly heavyQueryWait: Histogram<'query' | 'lane'>;
+  readonly heavyQueryRun: Histogram<'query' | 'lane' | 'outcome'>;
+  /** Heavy queries stopped at STATISTICS_TIMEOUT_MS, and refused because their lane's queue was full. */
+  readonly heavyQueryTimeouts: Counter<'query' | 'lane'>;
+  readonly heavyQueryRejections: Counter<'query' | 'lane'>;
 }
 
 export function createMetrics(pool?: pg.Pool): Metrics {
@@ -62,38 +62,40 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     }),
     heavyQueriesWaiting: new Gauge({
       name: 'statistics_heavy_queries_waiting',
-      help: 'Heavy queries (statistics, series) waiting for a slot (at most STATISTICS_QUEUE)',
+      help: 'Heavy queries (statistics, series) waiting for a slot (at most STATISTICS_QUEUE per lane), by lane',
+      labelNames: ['lane'],
       registers,
     }),
     heavyQueriesRunning: new Gauge({
       name: 'statistics_heavy_queries_running',
-      help: 'Heavy queries running (at most STATISTICS_CONCURRENCY)',
+      help: 'Heavy queries running (heavy lane: at most STATISTICS_CONCURRENCY; light lane: at most 1), by lane',
+      labelNames: ['lane'],
       registers,
     }),
     heavyQueryWait: new Histogram({
       name: 'statistics_heavy_query_wait_seconds',
-      help: 'How long a heavy query waited for a slot, by query',
-      labelNames: ['query'],
+      help: 'How long a heavy query waited for a slot, by query and lane',
+      labelNames: ['query', 'lane'],
       buckets: [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
     heavyQueryRun: new Histogram({
       name: 'statistics_heavy_query_run_seconds',
-      help: 'How long a heavy query ran, by query and outcome (ok, error, timeout)',
-      labelNames: ['query', 'outcome'],
+      help: 'How long a heavy query ran, by query, lane and outcome (ok, error, timeout)',
+      labelNames: ['query', 'lane', 'outcome'],
       buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
     heavyQueryTimeouts: new Counter({
       name: 'statistics_heavy_query_timeouts_total',
-      help: 'Heavy queries stopped at STATISTICS_TIMEOUT_MS (answered 503), by query',
-      labelNames: ['query'],
+      help: 'Heavy queries stopped at STATISTICS_TIMEOUT_MS (answered 503), by query and lane',
+      labelNames: ['query', 'lane'],
       registers,
     }),
     heavyQueryRejections: new Counter({
       name: 'statistics_heavy_query_rejections_total',
-      help: 'Heavy queries refused with a 503 because STATISTICS_QUEUE were already waiting, by query',
-      labelNames: ['query'],
+      help: 'Heavy queries refused with a 503 because STATISTICS_QUEUE were already waiting in their lane, by query and lane',
+      labelNames: ['query', 'lane'],
       registers,
     }),
   };

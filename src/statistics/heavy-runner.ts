@@ -15,17 +15,24 @@ import {
   type HeavyTask,
   runHeavyQuery,
 } from './heavy-queries.js';
+import type { Lane } from './query-weight.js';
 
 /**
- * Runs the queries that may scan many readings (heavy-queries.ts) off the event loop: at most
- * `concurrency` at once, at most `queue` waiting (beyond that a 503 with Retry-After at once), and
- * each answered within `timeoutMs` of its arrival, waiting included (a 503 then, never a hang).
+ * Runs the queries that may scan many readings (heavy-queries.ts) off the event loop, in two lanes of
+ * their own: 'heavy', at most `concurrency` at once, and 'light' (a query over few readings, chosen by
+ * query-weight.ts), one at a time, so that a small query never waits behind a long one. In each lane at
+ * most `queue` wait (beyond that a 503 with Retry-After at once), and each query is answered within
+ * `timeoutMs` of its arrival, waiting included (a 503 then, never a hang).
  */
 export interface HeavyQueries {
-  run<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
+  run<Name extends HeavyQueryName>(
+    name: Name,
+    input: HeavyInput<Name>,
+    lane: Lane,
+  ): Promise<HeavyOutput<Name>>;
   /**
-   * A task of the service's own (the rollup folder's plan, one at a time): on the same threads and
-   * with the same deadline, but outside the bounds on requests, so that it never takes a request's
+   * A task of the service's own (the rollup folder's plan, one at a time): on the heavy lane's threads
+   * and with the same deadline, but outside the bounds on requests, so that it never takes a request's
    * place in the queue nor makes one a 503.
    */
   background<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
@@ -35,26 +42,80 @@ export interface HeavyQueries {
 /** Runs one task within `remainingMs`; `deadline` aborts when the time is up. */
 type Execute = (task: HeavyTask, deadline: AbortSignal, remainingMs: number) => Promise<unknown>;
 
-/** The engine's way is chosen once: SQLite's worker threads, or PostgreSQL's pool with a statement_timeout. */
+interface Engine {
+  execute: Execute;
+  close(): Promise<void>;
+}
+
+/** How many queries of the light lane run at once. */
+const LIGHT_CONCURRENCY = 1;
+
+/**
+ * The engine's way is chosen once: SQLite's worker threads (the light lane a thread of its own at the
+ * server's priority), or PostgreSQL's pool with a statement_timeout (the light lane at most one of its
+ * connections). STATISTICS_LIGHT_READINGS=0: no light lane at all.
+ */
 export function createHeavyQueries(
   database: OpenedDatabase,
   settings: HeavyQuerySettings,
   metrics: Metrics,
   reads: Reads,
 ): HeavyQueries {
-  const engine = database.engine === 'sqlite' ? sqliteWorkers(database, settings) : postgresPool(reads);
-  const queue = new PQueue({ concurrency: settings.concurrency });
+  const sqlite = database.engine === 'sqlite';
+  const heavyEngine = sqlite
+    ? sqliteWorkers(database, settings.concurrency, HEAVY_NICE_INCREMENT)
+    : postgresPool(reads);
+  const lanes: Partial<Record<Lane, QueryLane>> = {
+    heavy: queryLane('heavy', heavyEngine, settings.concurrency, settings, metrics),
+  };
+  if (settings.lightReadings > 0) {
+    const lightEngine = sqlite ? sqliteWorkers(database, LIGHT_CONCURRENCY, 0) : postgresPool(reads);
+    lanes.light = queryLane('light', lightEngine, LIGHT_CONCURRENCY, settings, metrics);
+  }
+  return {
+    run(name, input, lane) {
+      // Without a light lane (STATISTICS_LIGHT_READINGS=0), every query is heavy.
+      return (lanes[lane] ?? (lanes.heavy as QueryLane)).run(name, input);
+    },
+    async background(name, input) {
+      const output = await heavyEngine.execute(
+        { name, input },
+        AbortSignal.timeout(settings.timeoutMs),
+        settings.timeoutMs,
+      );
+      return output as HeavyOutput<typeof name>;
+    },
+    async close() {
+      await Promise.all(Object.values(lanes).map((lane) => lane.close()));
+    },
+  };
+}
+
+interface QueryLane {
+  run<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
+  close(): Promise<void>;
+}
+
+/** One lane: its own queue (at most `concurrency` running, `settings.queue` waiting) in front of `engine`. */
+function queryLane(
+  lane: Lane,
+  engine: Engine,
+  concurrency: number,
+  settings: HeavyQuerySettings,
+  metrics: Metrics,
+): QueryLane {
+  const queue = new PQueue({ concurrency });
   const counts = () => {
-    metrics.heavyQueriesWaiting.set(queue.size);
-    metrics.heavyQueriesRunning.set(queue.pending);
+    metrics.heavyQueriesWaiting.set({ lane }, queue.size);
+    metrics.heavyQueriesRunning.set({ lane }, queue.pending);
   };
   return {
     async run(name, input) {
-      if (queue.pending >= settings.concurrency && queue.size >= settings.queue) {
-        metrics.heavyQueryRejections.inc({ query: name });
+      if (queue.pending >= concurrency && queue.size >= settings.queue) {
+        metrics.heavyQueryRejections.inc({ query: name, lane });
         throw new DomainError(
           'STATISTICS_BUSY',
-          `${settings.concurrency} statistics queries are running and ${settings.queue} waiting: retry shortly`,
+          `${concurrency} statistics queries are running and ${settings.queue} waiting: retry shortly`,
           1,
         );
       }
@@ -65,7 +126,7 @@ export function createHeavyQueries(
         const answer = queue.add(
           () => {
             started = performance.now();
-            metrics.heavyQueryWait.observe({ query: name }, (started - arrived) / 1000);
+            metrics.heavyQueryWait.observe({ query: name, lane }, (started - arrived) / 1000);
             counts();
             return engine.execute({ name, input }, deadline, settings.timeoutMs - (started - arrived));
           },
@@ -73,13 +134,13 @@ export function createHeavyQueries(
         );
         counts();
         const output = (await answer) as HeavyOutput<typeof name>;
-        observeRun(metrics, name, 'ok', started);
+        observeRun(metrics, name, lane, 'ok', started);
         return output;
       } catch (error) {
         const timedOut = deadline.aborted || isStatementTimeout(error);
-        observeRun(metrics, name, timedOut ? 'timeout' : 'error', started);
+        observeRun(metrics, name, lane, timedOut ? 'timeout' : 'error', started);
         if (!timedOut) throw error;
-        metrics.heavyQueryTimeouts.inc({ query: name });
+        metrics.heavyQueryTimeouts.inc({ query: name, lane });
         throw new DomainError(
           'STATISTICS_TIMEOUT',
           `The query took longer than STATISTICS_TIMEOUT_MS (${settings.timeoutMs} ms) and was stopped: ` +
@@ -90,14 +151,6 @@ export function createHeavyQueries(
         counts();
       }
     },
-    async background(name, input) {
-      const output = await engine.execute(
-        { name, input },
-        AbortSignal.timeout(settings.timeoutMs),
-        settings.timeoutMs,
-      );
-      return output as HeavyOutput<typeof name>;
-    },
     async close() {
       queue.clear();
       await engine.close();
@@ -106,23 +159,37 @@ export function createHeavyQueries(
 }
 
 /** How long a query ran, if it started at all (one that timed out waiting did not). */
-function observeRun(metrics: Metrics, query: string, outcome: string, started: number | undefined): void {
+function observeRun(
+  metrics: Metrics,
+  query: string,
+  lane: Lane,
+  outcome: string,
+  started: number | undefined,
+): void {
   if (started !== undefined)
-    metrics.heavyQueryRun.observe({ query, outcome }, (performance.now() - started) / 1000);
+    metrics.heavyQueryRun.observe({ query, lane, outcome }, (performance.now() - started) / 1000);
 }
+
+/**
+ * The heavy lane's threads run below the event loop's priority (Linux nice +10, per thread): ingest
+ * and /health get the cores first, the heavy queries what is left.
+ */
+const HEAVY_NICE_INCREMENT = 10;
 
 /** The young generation of each heavy-query thread's V8 heap, in MB (see sqliteWorkers). */
 const WORKER_YOUNG_GENERATION_MB = 8;
 
 /**
- * SQLite: a piscina pool of worker threads (heavy-worker.ts), each with its own read-only connection,
- * at a lower CPU priority than the event loop. One thread starts with the pool, the others when
+ * SQLite: a piscina pool of at most `threads` worker threads (heavy-worker.ts), each with its own
+ * read-only connection, `niceIncrement` below the event loop's CPU priority (the heavy lane's
+ * HEAVY_NICE_INCREMENT; the light lane's one thread 0, since its queries are short and a request waits
+ * on each). One thread starts with the pool, the others when
  * queries come, and end after a minute idle. At the deadline the task's
  * worker is terminated: statistics stop at once (their collect_values aggregate runs JavaScript per
  * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
  * the dying thread, but the request is answered at the deadline all the same.
  */
-function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
+function sqliteWorkers(database: OpenedDatabase, threads: number, niceIncrement: number): Engine {
   const path = database.sqlitePath;
   if (path === undefined || path === ':memory:') {
     throw new Error('heavy queries on SQLite need a database file that worker threads can open');
@@ -133,16 +200,14 @@ function sqliteWorkers(database: OpenedDatabase, settings: HeavyQuerySettings) {
     filename: new URL(`./heavy-worker${extname(here)}`, import.meta.url).href,
     // One thread from the start, so that the first query does not wait for a thread to start.
     minThreads: 1,
-    maxThreads: settings.concurrency,
+    maxThreads: threads,
     idleTimeout: 60_000,
     // A small young generation per thread (V8's default lets each grow to 16 MB semi-spaces): a query's
     // garbage is the numbers SQLite hands collect_values, dead at once, which a small one sweeps as
     // cheaply. attr=x,y,z with 5 percentiles over 1M readings, the folder catching up meanwhile, three
     // alternating rounds at load 10: the server's peak RSS 410-435 MB by default, 388-399 MB at 8 MB.
     resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
-    // Below the event loop's priority (Linux nice +10, per thread): ingest and /health get the cores
-    // first, the heavy queries what is left.
-    niceIncrement: 10,
+    niceIncrement,
     workerData: { path },
   });
   return {
@@ -167,7 +232,7 @@ const SORT_MEMORY = '64MB';
  * (the exact percentiles' one per value) may use SORT_MEMORY: at PostgreSQL's default of 4 MB a sort of
  * a million readings spills to disk.
  */
-function postgresPool(reads: Reads) {
+function postgresPool(reads: Reads): Engine {
   return {
     execute: ((task, _deadline, remainingMs) =>
       reads.read((db) =>

@@ -8,6 +8,7 @@ import { parseDateRange, toIsoString } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
 import type { HeavyQueries } from './heavy-runner.js';
+import { laneOf } from './query-weight.js';
 import type { StatisticsGroup } from './reading-statistics.js';
 import {
   type Attribute,
@@ -28,6 +29,8 @@ export interface StatisticsRoutesOptions {
   keys: 'english' | 'original';
   /** RETENTION_DAYS: answers over a range that starts before the readings kept say from when they are kept. */
   retention: Retention;
+  /** STATISTICS_LIGHT_READINGS: a query over at most this many readings takes the light lane. */
+  lightReadings: number;
 }
 
 const description =
@@ -36,20 +39,23 @@ const description =
 
 export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions> = async (
   app,
-  { db, heavy, keys, retention },
+  { db, heavy, keys, retention, lightReadings },
 ) => {
   const Answer = keys === 'original' ? OriginalStatisticsAnswer : StatisticsAnswer;
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);
     const range = parseDateRange(query);
-    const groups = await heavy.run(query.accuracy === 'approx' ? 'approxStatistics' : 'statistics', {
-      attrs,
-      percentiles: parsePercentiles(query.percentiles),
-      groupByDevice: query.group_by === 'device',
-      deviceId: query.device_id,
-      ownerId,
-      ...range,
-    });
+    const selection = { deviceId: query.device_id, ownerId, ...range };
+    const groups = await heavy.run(
+      query.accuracy === 'approx' ? 'approxStatistics' : 'statistics',
+      {
+        attrs,
+        percentiles: parsePercentiles(query.percentiles),
+        groupByDevice: query.group_by === 'device',
+        ...selection,
+      },
+      await laneOf(db, selection, lightReadings),
+    );
     // The readings before the retention are gone: an answer over a range reaching back there says so.
     const retainedFrom = readingsRetainedFrom(retention, Date.now());
     const partial = retainedFrom !== undefined && (range.start === undefined || range.start < retainedFrom);

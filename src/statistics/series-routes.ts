@@ -152,16 +152,21 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
           'value_error.too_many_buckets',
         );
       }
-      const rows = await heavy.run('series', {
-        selection: {
-          ...selection,
-          attrs,
-          withMedian: median,
-          accuracy,
-          hoursFrom: readingsRetainedFrom(retention, Date.now()),
+      // Series stay in the heavy lane: STATISTICS_LIGHT_READINGS is weighed for statistics only.
+      const rows = await heavy.run(
+        'series',
+        {
+          selection: {
+            ...selection,
+            attrs,
+            withMedian: median,
+            accuracy,
+            hoursFrom: readingsRetainedFrom(retention, Date.now()),
+          },
+          boundaries,
         },
-        boundaries,
-      });
+        'heavy',
+      );
       return fillBuckets(rows, { boundaries, zone: tz, fill, attrs, withMedian: median });
     },
   );

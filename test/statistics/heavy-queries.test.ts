@@ -125,7 +125,9 @@ onEachEngine(
       });
       assert.match(
         metrics.body,
-        new RegExp(`statistics_heavy_query_rejections_total\\{query="statistics"\\} ${busy.length}\\n`),
+        new RegExp(
+          `statistics_heavy_query_rejections_total\\{query="statistics",lane="heavy"\\} ${busy.length}\\n`,
+        ),
       );
       // Once they are done, a query is served again.
       assert.equal((await h.get(`/analyze_statistics/?device_id=${quiet}`)).statusCode, 200);
