@@ -114,7 +114,8 @@ const load = () =>
 const figures = (r: WrkResult) =>
   `p50 ${r.latencyMs.p50.toFixed(2)} ms, p95 ${r.latencyMs.p95.toFixed(2)} ms, ` +
   `p99 ${r.latencyMs.p99.toFixed(2)} ms, ${Math.round(r.requestsPerSecond)} req/s` +
-  (r.non2xx > 0 ? `, ${r.non2xx} non-2xx` : '');
+  (r.non2xx > 0 ? `, ${r.non2xx} non-2xx` : '') +
+  (r.socketErrors.timeout > 0 ? `, ${r.socketErrors.timeout} past wrk's 5 s` : '');
 
 checkWrk();
 console.log(
