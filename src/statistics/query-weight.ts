@@ -1,11 +1,9 @@
 import { type Kysely, sql } from 'kysely';
 import { type ReadingSelection, selectionFilter } from '../data/selection.js';
-import type { Database } from '../db/tables.js';
+import { type Database, MINUTE_MS } from '../db/tables.js';
 
 /** Which of HeavyQueries' lanes a query takes (heavy-runner.ts). */
 export type Lane = 'light' | 'heavy';
-
-const MINUTE_MS = 60_000;
 
 /**
  * 'light' when the selection holds at most `lightReadings` readings, 'heavy' otherwise, decided before
