@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Kysely, sql } from 'kysely';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
+import { DatabaseProbe } from './database-probe.js';
 import type { Lifecycle } from './lifecycle.js';
 
 export interface HealthRoutesOptions {
@@ -41,8 +42,6 @@ export const Readiness = Type.Object(
   { $id: 'Readiness', description: 'Whether to send traffic to this process, and why not' },
 );
 
-const DATABASE_PROBE_TIMEOUT_MS = 2000;
-
 /** Paths that answer while the process starts: everything else waits for the migrations. */
 const LIFECYCLE_PATHS = new Set(['/health', '/ready', '/metrics']);
 
@@ -65,7 +64,9 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
   app,
   { db, engine, lifecycle },
 ) => {
-  lifecycle.addCheck('database', () => databaseAnswers(db));
+  const database = new DatabaseProbe(() => sql`select 1`.execute(db));
+  app.addHook('onClose', async () => database.stop());
+  lifecycle.addCheck('database', () => database.answers());
 
   app.get(
     '/health',
@@ -78,7 +79,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
       },
     },
     async (_request, reply) => {
-      const healthy = await databaseAnswers(db);
+      const healthy = await database.answers();
       return reply
         .code(healthy ? 200 : 503)
         .send({ status: healthy ? 'ok' : 'unavailable', database: engine });
@@ -106,19 +107,3 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HealthRoutesOptions> = asyn
     },
   );
 };
-
-async function databaseAnswers(db: Kysely<Database>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), DATABASE_PROBE_TIMEOUT_MS);
-  });
-  const probe = sql`select 1`.execute(db).then(
-    () => true,
-    () => false,
-  );
-  try {
-    return await Promise.race([probe, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

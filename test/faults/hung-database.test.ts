@@ -19,7 +19,7 @@ import {
 } from '../helpers/server.js';
 
 const RECOVERY_WITHIN_MS = 10_000;
-/** /health gives the database this long to answer (src/health/routes.ts). */
+/** /health gives the database this long to answer (src/health/database-probe.ts). */
 const HEALTH_WITHIN_MS = 2000;
 /** A query sent to a database that does not answer fails after this long (src/db/database.ts). */
 const QUERY_TIMEOUT_MS = 25_000;

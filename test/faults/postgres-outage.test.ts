@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ANSWER_FRESH_MS } from '../../src/health/database-probe.js';
 import { ownPostgresSkipReason, serverOnOwnPostgres } from '../helpers/own-postgres.js';
 import { type Answer, alive, call, notPrompt503 } from '../helpers/server.js';
 
@@ -102,5 +103,41 @@ describe('a PostgreSQL outage: 503 with Retry-After at once, recovery without a 
     );
     assert.equal((await call(base, 'GET /health')).status, 200);
     assert.ok(alive(server()), 'the same process served throughout');
+  });
+
+  it('/health turns 503 as soon as its last answer is too old, never 200 while down, and 200 once back', async (t) => {
+    const base = server().url;
+    // Probes keep the answer fresh (src/health/database-probe.ts): the outage begins behind a fresh 200.
+    for (let i = 0; i < 5; i++) assert.equal((await call(base, 'GET /health')).status, 200);
+    postgres.stop('fast');
+    const stopped = Date.now();
+    // Each probe with when it was sent, in ms after PostgreSQL was down.
+    const whileDown: (Answer & { sent: number })[] = [];
+    while (Date.now() - stopped < ANSWER_FRESH_MS + 1000) {
+      const sent = Date.now() - stopped;
+      whileDown.push({ ...(await call(base, 'GET /health')), sent });
+      await sleep(20);
+    }
+    const first503 = whileDown.findIndex((answer) => answer.status === 503);
+    t.diagnostic(`${whileDown.length} probes while down; the first 503 was probe ${first503 + 1}`);
+    assert.ok(first503 >= 0, 'no 503 while PostgreSQL was down');
+    // A success is reused for ANSWER_FRESH_MS at most; the answers before the first 503 came within it.
+    const late = whileDown.slice(0, first503).filter((answer) => answer.sent > ANSWER_FRESH_MS);
+    assert.deepEqual(late, [], 'a 200 from an answer older than the freshness bound');
+    assert.deepEqual(
+      whileDown.slice(first503).map((answer) => answer.status),
+      Array(whileDown.length - first503).fill(503),
+      'a failure is never reused as a success, nor a success after it',
+    );
+
+    postgres.start();
+    const restarted = Date.now();
+    let health: Answer | undefined;
+    while (health?.status !== 200 && Date.now() - restarted < RECOVERY_WITHIN_MS) {
+      health = await call(base, 'GET /health');
+      if (health.status !== 200) await sleep(100);
+    }
+    assert.equal(health?.status, 200, health?.body);
+    t.diagnostic(`/health 200 again ${Date.now() - restarted} ms after PostgreSQL is back`);
   });
 });
