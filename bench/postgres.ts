@@ -131,8 +131,10 @@ const columns = (readings: Reading[], at: (i: number) => number) => [
  * A fresh database on the server of `adminUrl` for this run (dropped by dispose), and node-postgres
  * straight onto it for loading and for the ceilings.
  */
-export async function postgresEngine(adminUrl: string): Promise<RawEngine> {
-  const name = `statistics_bench_${process.pid}_${Date.now()}`;
+export async function postgresEngine(
+  adminUrl: string,
+  name = `statistics_bench_${process.pid}_${Date.now()}`,
+): Promise<RawEngine> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   try {
