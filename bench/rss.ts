@@ -135,8 +135,8 @@ async function measure(build: string, from: Seed, work: string, deviceId: number
   const run = runs++;
   const databaseUrl = await from.copy(run, dataDir);
   const { child, base } = await startServer(build, databaseUrl, dataDir);
+  const sampler = new RssSampler(child.pid, 50);
   try {
-    const sampler = new RssSampler(child.pid, 50);
     sampler.start();
     await timedGet(`${base}${REQUEST}`);
     const times: number[] = [];
@@ -167,6 +167,8 @@ async function measure(build: string, from: Seed, work: string, deviceId: number
   } catch (error) {
     throw new Error(`${build}: ${String(error)} ${String((error as Error).cause)}\n${child.tail()}`);
   } finally {
+    // A run that failed midway stops its sampler here: its timer would keep the bench from exiting.
+    sampler.stop();
     await stopChild(child, 30_000);
     rmSync(dataDir, { recursive: true, force: true });
     await from.drop(run);
