@@ -13,6 +13,8 @@ import type { ReadReplicaSettings } from './db/read-replicas.js';
 export interface Config {
   readonly environment: Settings['NODE_ENV'];
   readonly databaseUrl: string;
+  /** SQLITE_WAL_LIMIT_MB, in bytes (db/checkpointer.ts). */
+  readonly sqliteWalLimitBytes: number;
   /** DATABASE_READ_URL and MAX_REPLICA_LAG_MS: replicas for the reads that may lag (PostgreSQL only). */
   readonly readReplicas: ReadReplicaSettings;
   /** WORKERS: how many processes `statistics serve` starts on one port. */
@@ -118,6 +120,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
   return deepFreeze({
     environment,
     databaseUrl: url,
+    sqliteWalLimitBytes: value.SQLITE_WAL_LIMIT_MB * 1024 * 1024,
     readReplicas: { urls: value.DATABASE_READ_URL ?? [], maxLagMs: value.MAX_REPLICA_LAG_MS },
     workers: value.WORKERS,
     dataDir,

@@ -29,7 +29,7 @@ export interface RunningServer {
  * route but the health ones answer 503 until it is done.
  */
 export async function startServer(config: Config): Promise<RunningServer> {
-  const database = openDatabase(config.databaseUrl, 'server');
+  const database = openDatabase(config.databaseUrl, 'server', config.sqliteWalLimitBytes);
   const lifecycle = new Lifecycle('starting');
   let app: FastifyInstance;
   try {

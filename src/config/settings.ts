@@ -48,6 +48,14 @@ export const settings = {
     'x-default': 'none (everything on DATABASE_URL)',
     'x-secret': true,
   }),
+  SQLITE_WAL_LIMIT_MB: wholeNumber(
+    "SQLite: the size of the write-ahead log (the database's `-wal` file) past which the server pauses writes " +
+      'for a moment (at most about a second; requests wait, they are not refused) while a checkpoint copies ' +
+      'the log into the database and empties it',
+    256,
+    1,
+    1_000_000,
+  ),
   MAX_REPLICA_LAG_MS: wholeNumber(
     'How far behind the primary a replica of DATABASE_READ_URL may be and still answer (checked every second)',
     5000,

@@ -43,14 +43,21 @@ export const SQLITE_LOCK_WAIT_MS = { server: 50, tool: 5000 } as const;
 /** Who opens the database: the server, or a command line tool (see SQLITE_LOCK_WAIT_MS and Checkpointer). */
 export type DatabaseRole = keyof typeof SQLITE_LOCK_WAIT_MS;
 
-/** Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and closes it. */
-export function openDatabase(url: string, role: DatabaseRole = 'tool'): OpenedDatabase {
+/**
+ * Opens `sqlite:PATH` or `postgres://...` as a Kysely handle; the caller owns it and closes it. A server
+ * on SQLite empties the write-ahead log once its file passes `sqliteWalLimitBytes` (see Checkpointer).
+ */
+export function openDatabase(
+  url: string,
+  role: DatabaseRole = 'tool',
+  sqliteWalLimitBytes = Number.POSITIVE_INFINITY,
+): OpenedDatabase {
   if (url.startsWith('sqlite:')) {
     const sqlitePath = url.slice('sqlite:'.length);
     // A tool keeps SQLite's own checkpoints in its commits; the server checkpoints in a thread of its own.
     const checkpointed = role === 'server' && sqlitePath !== ':memory:';
     const db = openSqlite(sqlitePath, SQLITE_LOCK_WAIT_MS[role], !checkpointed);
-    const checkpointer = checkpointed ? new Checkpointer(sqlitePath) : undefined;
+    const checkpointer = checkpointed ? new Checkpointer(sqlitePath, db, sqliteWalLimitBytes) : undefined;
     const close = async () => {
       await checkpointer?.stop();
       await db.destroy();
