@@ -35,7 +35,7 @@ interface Run {
   idleMb: number;
   readingsPerSecond: number;
   statistics: number;
-  /** Answers by status, 200 left out. */
+  /** Answers by status, 200 left out (0: no answer). */
   others: Record<string, number>;
 }
 
@@ -46,6 +46,16 @@ function walMb(databaseFile: string): number {
     return statSync(`${databaseFile}-wal`).size / MB;
   } catch {
     return 0; // no log (yet, or removed at close)
+  }
+}
+
+/** One request; status 0 when no answer came (a connection closed or reset, or 60 s passed). */
+async function attempt(url: string, init: RequestInit): Promise<{ status: number; text: string }> {
+  try {
+    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(60_000) });
+    return { status: response.status, text: await response.text() };
+  } catch (error) {
+    return { status: 0, text: String(error) };
   }
 }
 
@@ -71,7 +81,7 @@ async function runOnce(root: string): Promise<Run> {
     env: serverEnvironment(`sqlite:${file}`, PORT, work),
   });
   try {
-    await waitUntilReady(`${base}/ready`, child, 60_000);
+    await waitUntilReady(`${base}/ready`, child, 180_000);
     const deviceIds: number[] = [];
     for (let d = 0; d < DEVICES; d++) deviceIds.push(await createDevice(base));
     const bodies = [0, 1, 2, 3].map((seed) => batchBody(deviceIds, seed));
@@ -92,16 +102,14 @@ async function runOnce(root: string): Promise<Run> {
     })();
     const send = async (sender: number) => {
       for (let n = 0; running(); n++) {
-        const response = await fetch(`${base}/data/`, {
+        const answer = await attempt(`${base}/data/`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: bodies[(n + sender) % bodies.length] as string,
-          signal: AbortSignal.timeout(60_000),
         });
-        const text = await response.text();
-        if (response.status === 200) stored += (JSON.parse(text) as { stored: number }).stored;
+        if (answer.status === 200) stored += (JSON.parse(answer.text) as { stored: number }).stored;
         else {
-          count(response.status);
+          count(answer.status);
           await sleep(100);
         }
       }
@@ -109,13 +117,10 @@ async function runOnce(root: string): Promise<Run> {
     const read = async (reader: number) => {
       for (let n = 0; running(); n++) {
         const device = deviceIds[(n + reader) % DEVICES] as number;
-        const response = await fetch(`${base}/analyze_statistics/?device_id=${device}&attr=all`, {
-          signal: AbortSignal.timeout(60_000),
-        });
-        await response.arrayBuffer();
-        if (response.status === 200) statistics++;
+        const answer = await attempt(`${base}/analyze_statistics/?device_id=${device}&attr=all`, {});
+        if (answer.status === 200) statistics++;
         else {
-          count(response.status);
+          count(answer.status);
           await sleep(100);
         }
       }
