@@ -148,7 +148,7 @@ export class Harness {
   async open(overrides: Record<string, string> = {}): Promise<void> {
     this.config = testConfig(this.#database.url, overrides);
     // As the server opens it (src/server.ts).
-    const database = openDatabase(this.config.databaseUrl, 'server');
+    const database = openDatabase(this.config.databaseUrl, 'server', this.config.sqliteWalLimitBytes);
     await migrateToLatest(database.db);
     this.#opened = database;
     this.db = database.db;
