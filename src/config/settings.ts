@@ -51,7 +51,7 @@ export const settings = {
   SQLITE_WAL_LIMIT_MB: wholeNumber(
     "SQLite: the size of the write-ahead log (the database's `-wal` file) past which the server pauses writes " +
       'for a moment (at most about a second; requests wait, they are not refused) while a checkpoint copies ' +
-      'the log into the database and empties it',
+      'the log into the database and empties it (checked once a second: the file may pass it by a second of writes)',
     256,
     1,
     1_000_000,

@@ -99,7 +99,13 @@ describe('SQLite write-ahead log under sustained ingest (SQLITE_WAL_LIMIT_MB)', 
     );
     assert.ok(largest > LIMIT_MB * MB, 'the load never took the log past its limit: the test proves nothing');
     assert.ok(emptied.length >= 2, `the log was emptied ${emptied.length} times while the load ran`);
-    assert.ok(largest < 64 * MB, `the log reached ${(largest / MB).toFixed(1)} MB`);
+    // The limit is checked once a second, so the file may pass it by a second's writes (on a quiet
+    // machine about 100 MB here): what it must not do is keep all the load's writes, as it did.
+    const appended = sizes.reduce((sum, size, i) => sum + Math.max(0, size - (sizes[i - 1] ?? 0)), 0);
+    assert.ok(
+      largest < 0.75 * appended,
+      `the log reached ${(largest / MB).toFixed(1)} MB of the ${(appended / MB).toFixed(1)} MB written to it`,
+    );
     assert.ok(idle <= LIMIT_MB * MB, `the log is ${(idle / MB).toFixed(1)} MB once the load stopped`);
 
     await stopServer(server);
