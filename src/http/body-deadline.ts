@@ -37,8 +37,7 @@ export function limitBodyTime(app: FastifyInstance, deadlineMs: number): void {
     for (const entry of turn) armIfIncomplete(entry, deadlineMs, remaining);
   };
   app.addHook('preParsing', (request, reply, payload, done) => {
-    // Bodies whole by now, and streamed ones, need no deadline.
-    if (request.raw.complete || request.routeOptions.config.streamedBody) return done(null, payload);
+    if (request.raw.complete) return done(null, payload); // whole by now: no deadline
     if (waiting.length === 0) {
       since = performance.now();
       setImmediate(armTurn);
@@ -50,13 +49,15 @@ export function limitBodyTime(app: FastifyInstance, deadlineMs: number): void {
 
 function armIfIncomplete(entry: Waiting, deadlineMs: number, remainingMs: number): void {
   const { request, reply, payload } = entry;
-  // Arrived in the meantime, already answered (a 415, a GET whose body nobody reads), or gone.
+  // Arrived in the meantime, already answered (a 415, a GET whose body nobody reads), gone, or read as
+  // a stream for as long as it flows (the route's options are read only here: a copy each time).
   if (
     request.raw.complete ||
     reply.sent ||
     reply.raw.writableEnded ||
     payload.destroyed ||
-    payload.readableEnded
+    payload.readableEnded ||
+    request.routeOptions.config.streamedBody
   ) {
     return;
   }
