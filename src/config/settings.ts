@@ -185,8 +185,8 @@ export const settings = {
   ),
   STATISTICS_LIGHT_READINGS: wholeNumber(
     'A statistics query that may select at most this many readings (counted from the minute rollups ' +
-      'before it runs) takes the light lane: one query at a time beside the others (SQLite: a thread of ' +
-      "its own at the server's CPU priority; PostgreSQL: one pool connection), with a queue of " +
+      'before it runs) takes the light lane: up to `STATISTICS_CONCURRENCY` queries beside the others (SQLite: threads ' +
+      "of its own at the server's CPU priority; PostgreSQL: the same pool), with a queue of " +
       '`STATISTICS_QUEUE` of its own, so that it never waits behind a long one; 0 sends every query to ' +
       'the others',
     10_000,

@@ -68,7 +68,7 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     }),
     heavyQueriesRunning: new Gauge({
       name: 'statistics_heavy_queries_running',
-      help: 'Heavy queries running (heavy lane: at most STATISTICS_CONCURRENCY; light lane: at most 1), by lane',
+      help: 'Heavy queries running (at most STATISTICS_CONCURRENCY in each lane), by lane',
       labelNames: ['lane'],
       registers,
     }),
