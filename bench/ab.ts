@@ -20,7 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MIXED_USERS, writeMixedScript } from './mixed.js';
-import { startChild, stopChild, waitUntilReady } from './processes.js';
+import { serverEnvironment, startChild, stopChild, waitUntilReady } from './processes.js';
 import { median } from './readings.js';
 import { checkWrk, runWrk, type WrkResult } from './wrk.js';
 
@@ -82,16 +82,7 @@ async function runOnce(side: Side): Promise<WrkResult> {
   }
   const server = startChild(process.execPath, ['--import', 'tsx', join('src', 'main.ts')], {
     cwd: root,
-    env: {
-      ...process.env,
-      NODE_ENV: 'development',
-      DATABASE_URL: databaseUrl,
-      DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      ...extraEnv,
-    },
+    env: { ...serverEnvironment(databaseUrl, port, dataDir), ...extraEnv },
   });
   try {
     const base = `http://127.0.0.1:${port}`;

@@ -23,6 +23,7 @@ import {
   killAllChildren,
   RssSampler,
   runVisible,
+  serverEnvironment,
   startChild,
   stopChild,
   waitUntilReady,
@@ -55,15 +56,7 @@ async function startServer(
   const nodeArgs = flags.split(' ').filter((flag) => flag !== '');
   const child = startChild(process.execPath, [...nodeArgs, join('dist', 'src', 'main.js')], {
     cwd: dir as string,
-    env: {
-      ...process.env,
-      NODE_ENV: 'development',
-      DATABASE_URL: databaseUrl,
-      DATA_DIR: dataDir,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-    },
+    env: serverEnvironment(databaseUrl, port, dataDir),
   });
   const base = `http://127.0.0.1:${port}`;
   await waitUntilReady(`${base}/ready`, child, 90_000);

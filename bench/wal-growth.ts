@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createDevice } from './api.js';
 import { serverEnvironment, startChild, stopChild, waitUntilReady } from './processes.js';
+import { median } from './readings.js';
 
 const ROOTS = (process.env.BENCH_WAL_ROOTS ?? '.').split(',').map((root) => resolve(root));
 const ROUNDS = Number(process.env.BENCH_WAL_ROUNDS ?? 3);
@@ -141,14 +142,6 @@ async function runOnce(root: string): Promise<Run> {
     rmSync(work, { recursive: true, force: true });
   }
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 const runs: Run[] = [];
 for (let round = 0; round < ROUNDS; round++) {
