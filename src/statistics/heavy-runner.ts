@@ -36,6 +36,8 @@ export interface HeavyQueries {
    * place in the queue nor makes one a 503.
    */
   background<Name extends HeavyQueryName>(name: Name, input: HeavyInput<Name>): Promise<HeavyOutput<Name>>;
+  /** STATISTICS_TIMEOUT_MS: every query is answered within this long of its arrival. */
+  readonly timeoutMs: number;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export function createHeavyQueries(
       );
       return output as HeavyOutput<typeof name>;
     },
+    timeoutMs: settings.timeoutMs,
     async close() {
       await Promise.all(Object.values(lanes).map((lane) => lane.close()));
     },

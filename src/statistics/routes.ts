@@ -7,6 +7,7 @@ import type { Database } from '../db/tables.js';
 import { parseDateRange, toIsoString } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses } from '../http/schemas.js';
+import { allowSilenceWhileAnswering } from '../http/timeouts.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { laneOf } from './query-weight.js';
 import type { StatisticsGroup } from './reading-statistics.js';
@@ -41,6 +42,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
   app,
   { db, heavy, keys, retention, lightReadings },
 ) => {
+  allowSilenceWhileAnswering(app, heavy.timeoutMs);
   const Answer = keys === 'original' ? OriginalStatisticsAnswer : StatisticsAnswer;
   async function answer(query: Static<typeof StatisticsQuery>, ownerId?: number) {
     const attrs = parseAttributes(query.attr);

@@ -9,6 +9,7 @@ import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
 import { errorResponses, Id, Nullable } from '../http/schemas.js';
+import { allowSilenceWhileAnswering } from '../http/timeouts.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { selectedReadingTime } from './reading-series.js';
 import { Accuracy, type Attribute, AttributesParam, parseAttributes } from './schemas.js';
@@ -103,6 +104,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
   app,
   { db, reads, heavy, maxSeriesBuckets, retention },
 ) => {
+  allowSilenceWhileAnswering(app, heavy.timeoutMs);
   app.get(
     '/analyze_statistics/series',
     {
