@@ -19,8 +19,8 @@ import type { Lane } from './query-weight.js';
 
 /**
  * Runs the queries that may scan many readings (heavy-queries.ts) off the event loop, in two lanes of
- * their own: 'heavy', at most `concurrency` at once, and 'light' (a query over few readings, chosen by
- * query-weight.ts), one at a time, so that a small query never waits behind a long one. In each lane at
+ * their own, each running at most `concurrency` at once: 'heavy', and 'light' (a query over few readings,
+ * chosen by query-weight.ts), so that a small query never waits behind a long one. In each lane at
  * most `queue` wait (beyond that a 503 with Retry-After at once), and each query is answered within
  * `timeoutMs` of its arrival, waiting included (a 503 then, never a hang).
  */
@@ -185,7 +185,7 @@ const WORKER_YOUNG_GENERATION_MB = 8;
 /**
  * SQLite: a piscina pool of at most `threads` worker threads (heavy-worker.ts), each with its own
  * read-only connection, `niceIncrement` below the event loop's CPU priority (the heavy lane's
- * HEAVY_NICE_INCREMENT; the light lane's one thread 0, since its queries are short and a request waits
+ * HEAVY_NICE_INCREMENT; the light lane's threads 0, since its queries are short and a request waits
  * on each). One thread starts with the pool, the others when
  * queries come, and end after a minute idle. At the deadline the task's
  * worker is terminated: statistics stop at once (their collect_values aggregate runs JavaScript per
