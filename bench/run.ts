@@ -32,7 +32,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createDevice, probePost, timedGet } from './api.js';
 import { mainThreadProfile, type ProfileSummary, profileTable, summarizeProfile } from './cpu-profile.js';
-import { heavyLoad, stallRuns } from './heavy.js';
+import { HEALTH_PROBE_PAUSE_MS, heavyLoad, stallRuns, writeHealthProbe } from './heavy.js';
 import { MIXED_USERS, writeMixedScript } from './mixed.js';
 import { benchMqtt, brokerAnswers, PubackWatch } from './mqtt.js';
 import { postgresEngine } from './postgres.js';
@@ -750,7 +750,7 @@ async function benchEngine(raw: RawEngine, work: string, bare: BareResult): Prom
   const heavy = await heavyLoad({
     base,
     ingestScript: singleScript,
-    healthScript: writeWrkScript(scripts, 'health', undefined),
+    healthScript: writeHealthProbe(scripts, HEALTH_PROBE_PAUSE_MS),
     heavyRequest: `/analyze_statistics/?device_id=${deviceId}&attr=x&end_date=${iso(ingestStarted - 1)}`,
     loops: 4,
     seconds: settings.heavySeconds,
