@@ -158,7 +158,7 @@ export async function buildApp(
     ingestAuth: config.ingestAuth,
   });
   await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });
-  const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads);
+  const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads, ingest.busy);
   app.addHook('onClose', () => heavy.close());
   await app.register(statisticsRoutes, {
     db,

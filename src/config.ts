@@ -52,10 +52,12 @@ export interface Config {
   readonly mqtt: MqttSettings | undefined;
 }
 
-/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY and STATISTICS_QUEUE. */
+/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY, STATISTICS_BUSY_SHARE and STATISTICS_QUEUE. */
 export interface HeavyQuerySettings {
   readonly timeoutMs: number;
   readonly concurrency: number;
+  /** STATISTICS_BUSY_SHARE, as a fraction (0.01 to 1): how much of the time heavy queries run while ingest is busy. */
+  readonly busyShare: number;
   readonly queue: number;
   /** STATISTICS_LIGHT_READINGS: at most this many readings takes the light lane; 0: no light lane. */
   readonly lightReadings: number;
@@ -141,6 +143,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
     heavyQueries: {
       timeoutMs: value.STATISTICS_TIMEOUT_MS,
       concurrency: value.STATISTICS_CONCURRENCY ?? defaultConcurrency(url),
+      busyShare: (value.STATISTICS_BUSY_SHARE ?? defaultBusyShare(url)) / 100,
       queue: value.STATISTICS_QUEUE,
       lightReadings: value.STATISTICS_LIGHT_READINGS,
     },
@@ -300,6 +303,15 @@ function trustProxy(text: string): Config['trustProxy'] {
 function defaultConcurrency(url: string): number {
   const cores = availableParallelism();
   return url.startsWith('sqlite:') ? Math.max(2, cores) : Math.max(1, Math.floor(cores / 2));
+}
+
+/**
+ * STATISTICS_BUSY_SHARE's default, in percent. SQLite: 100, its heavy threads run at nice +10 and ingest
+ * kept 0.87 of its rate beside them. PostgreSQL's backends cannot be reniced from here: a heavy query runs
+ * at ingest's priority, and one at a time kept 0.42 of it on a quiet machine (README, Performance: 50 against 100).
+ */
+function defaultBusyShare(url: string): number {
+  return url.startsWith('sqlite:') ? 100 : 50;
 }
 
 function databaseUrl(value: string | undefined, dataDir: string): string {

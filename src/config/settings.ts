@@ -177,6 +177,17 @@ export const settings = {
     maximum: 64,
     'x-default': 'SQLite: the number of cores, at least 2; PostgreSQL: half the cores, at least 1',
   }),
+  STATISTICS_BUSY_SHARE: Type.Integer({
+    description:
+      'While ingest is busy (readings stored within the last second), the share of the time, in percent, ' +
+      'that the heavy statistics and series queries may run: after each, its slot rests for as long again as ' +
+      'it ran times (100 / share - 1) before the next one starts, so that ingest and `/health` keep the cores ' +
+      'they need; 100: no rest. The light lane never rests',
+    minimum: 1,
+    maximum: 100,
+    'x-default':
+      "SQLite: 100 (its heavy threads run below the server's CPU priority instead); PostgreSQL: 50",
+  }),
   STATISTICS_QUEUE: wholeNumber(
     'How many statistics and series queries may wait for a slot; beyond that a 503 with `Retry-After` at once',
     16,

@@ -49,7 +49,12 @@ export interface Ingest {
   keys: IdempotencyKeys;
   /** When readings last arrived to be stored (performance.now(); -Infinity before any): the rollup folder paces itself by it. */
   lastStoredAt(): number;
+  /** Whether readings arrived within the last INGEST_BUSY_MS: heavy queries rest between them meanwhile. */
+  busy(): boolean;
 }
+
+/** Ingest counts as busy this long after readings last arrived to be stored. */
+export const INGEST_BUSY_MS = 1000;
 
 export interface IngestOptions {
   devices: KnownDevices;
@@ -121,6 +126,7 @@ export function createIngest(
     prepare,
     refused,
     lastStoredAt: () => lastStoredAt,
+    busy: () => performance.now() - lastStoredAt < INGEST_BUSY_MS,
     store: (rows, alongside) => insert(rows, 'import', alongside),
 
     async one(reading, deviceToken, key) {

@@ -1,4 +1,5 @@
 import { extname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import PQueue from 'p-queue';
@@ -62,17 +63,19 @@ export function createHeavyQueries(
   settings: HeavyQuerySettings,
   metrics: Metrics,
   reads: Reads,
+  ingestBusy: () => boolean,
 ): HeavyQueries {
   const sqlite = database.engine === 'sqlite';
   const heavyEngine = sqlite
     ? sqliteWorkers(database, settings.concurrency, HEAVY_NICE_INCREMENT)
     : postgresPool(reads);
+  const heavyRest = (ranMs: number) => (ingestBusy() ? ranMs * (1 / settings.busyShare - 1) : 0);
   const lanes: Partial<Record<Lane, QueryLane>> = {
-    heavy: queryLane('heavy', heavyEngine, settings.concurrency, settings, metrics),
+    heavy: queryLane('heavy', heavyEngine, settings.concurrency, settings, metrics, heavyRest),
   };
   if (settings.lightReadings > 0) {
     const lightEngine = sqlite ? sqliteWorkers(database, settings.concurrency, 0) : postgresPool(reads);
-    lanes.light = queryLane('light', lightEngine, settings.concurrency, settings, metrics);
+    lanes.light = queryLane('light', lightEngine, settings.concurrency, settings, metrics, () => 0);
   }
   return {
     run(name, input, lane) {
@@ -99,13 +102,20 @@ interface QueryLane {
   close(): Promise<void>;
 }
 
-/** One lane: its own queue (at most `concurrency` running, `settings.queue` waiting) in front of `engine`. */
+/**
+ * One lane: its own queue (at most `concurrency` running, `settings.queue` waiting) in front of `engine`.
+ * A query's slot rests `restMs(how long it ran)` after it, ahead of every query waiting, while its
+ * answer goes out at once: STATISTICS_BUSY_SHARE. The SQLite heavy threads yield to ingest by their
+ * nice +10; a PostgreSQL backend cannot be reniced from here and runs at the priority of ingest's own,
+ * so on PostgreSQL the heavy lane yields by resting while ingest is busy (README, Performance).
+ */
 function queryLane(
   lane: Lane,
   engine: Engine,
   concurrency: number,
   settings: HeavyQuerySettings,
   metrics: Metrics,
+  restMs: (ranMs: number) => number,
 ): QueryLane {
   const queue = new PQueue({ concurrency });
   const counts = () => {
@@ -131,7 +141,15 @@ function queryLane(
             started = performance.now();
             metrics.heavyQueryWait.observe({ query: name, lane }, (started - arrived) / 1000);
             counts();
-            return engine.execute({ name, input }, deadline, settings.timeoutMs - (started - arrived));
+            const ran = started;
+            return engine
+              .execute({ name, input }, deadline, settings.timeoutMs - (started - arrived))
+              .finally(() => {
+                const rest = restMs(performance.now() - ran);
+                // Queued before this query's slot frees (p-queue picks the next one after this settles),
+                // and ahead of every query waiting; an unreferenced timer does not hold up a stop.
+                if (rest > 0) void queue.add(() => sleep(rest, undefined, { ref: false }), { priority: 1 });
+              });
           },
           { signal: deadline },
         );

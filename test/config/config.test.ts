@@ -186,6 +186,18 @@ describe('configuration', () => {
     assert.equal(concurrency({ DATABASE_URL: postgres, STATISTICS_CONCURRENCY: '3' }), 3);
   });
 
+  it('lets heavy queries run half the time while ingest is busy on PostgreSQL, all of it on SQLite, unless told', () => {
+    const share = (changes: Record<string, string>) => loadConfig(env(changes)).heavyQueries.busyShare;
+    const postgres = 'postgres://postgres@127.0.0.1:5432/statistics';
+    assert.equal(share({ DATABASE_URL: `sqlite:${join(dir, 'share.db')}` }), 1);
+    assert.equal(share({ DATABASE_URL: postgres }), 0.5);
+    assert.equal(share({ DATABASE_URL: postgres, STATISTICS_BUSY_SHARE: '100' }), 1);
+    assertConfigError(
+      () => loadConfig(env({ STATISTICS_BUSY_SHARE: '0' })),
+      /STATISTICS_BUSY_SHARE must be a whole number from 1 to 100/,
+    );
+  });
+
   it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {
     const config = loadConfig(env());
     assert.equal(config.ingestAuth, 'open');
