@@ -308,7 +308,8 @@ function defaultConcurrency(url: string): number {
 /**
  * STATISTICS_BUSY_SHARE's default, in percent. SQLite: 100, its heavy threads run at nice +10 and ingest
  * kept 0.87 of its rate beside them. PostgreSQL's backends cannot be reniced from here: a heavy query runs
- * at ingest's priority, and one at a time kept 0.42 of it on a quiet machine (README, Performance: 50 against 100).
+ * at ingest's priority, and one at a time kept 0.42 of it on a quiet machine; at 50, 1.28 times main's share
+ * (4 alternating pairs, but at a load average of 11-17: README, Performance).
  */
 function defaultBusyShare(url: string): number {
   return url.startsWith('sqlite:') ? 100 : 50;
