@@ -69,9 +69,13 @@ interface InsertInput {
  * minute here: grouping them again in SQL would cost as much as storing them.
  */
 export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore {
-  const statements = {
-    generated: insertStatements(db, engine, false),
-    given: insertStatements(db, engine, true),
+  const generated = insertStatements(db, engine, false);
+  // The statements that store rows under given ids serve only moves from another database (imports of
+  // the original, transfer): compiled at the first such move, not held by every server.
+  let given: ReturnType<typeof insertStatements> | undefined;
+  const givenStatements = () => {
+    given ??= insertStatements(db, engine, true);
+    return given;
   };
   const transactionStatements = {
     begin: prepare(db, () => sql`begin`),
@@ -91,7 +95,7 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
         rollups,
       };
       const stored = (inserted: number[]) => ({ ids: inserted, minuteRollups: rollups.length });
-      const statement = ids ? statements.given : statements.generated;
+      const statement = ids ? givenStatements() : generated;
       const { begin, commit, rollback } = transactionStatements;
       // PostgreSQL: ids grow in insertion order within one statement, so sorted ids line up with the input rows.
       const idsOf = (result: { rows: { id: number }[] }) =>
