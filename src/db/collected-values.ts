@@ -4,6 +4,8 @@ import type SQLite from 'better-sqlite3';
 interface Collecting {
   values: Float64Array;
   length: number;
+  /** An array of at least `size` entries, the query's to fill (ValueCollector's arrays). */
+  allocate: (size: number) => Float64Array;
 }
 
 /** Every statistic of one value of one group, as `collect_values` answers it. */
@@ -35,11 +37,16 @@ export interface CollectedValues {
 export class ValueCollector {
   readonly #collected = new Map<number, Float64Array>();
   #handles = 0;
+  /** The arrays handed out since the last clear(). */
+  #inUse: Float64Array[] = [];
+  /** The last query's arrays, by length, for this one to fill again (see clear). */
+  #spare: Float64Array[] = [];
 
   constructor(connection: SQLite.Database) {
+    const allocate = (size: number) => this.#allocate(size);
     connection.aggregate('collect_values', {
       varargs: true,
-      start: (): Collecting => ({ values: new Float64Array(0), length: 0 }),
+      start: (): Collecting => ({ values: NO_VALUES, length: 0, allocate }),
       // SQLite passes the value and the expected count; the typings know a single argument.
       step: collect as (collecting: Collecting, value: unknown) => Collecting,
       result: (collecting: Collecting) => {
@@ -58,19 +65,44 @@ export class ValueCollector {
     return statisticsOf(values);
   }
 
-  /** Drops what a query collected and did not take (one that failed midway). */
+  /**
+   * Ends a query: drops what it collected and did not take (one that failed midway), and keeps its
+   * arrays for the next query, which fills them again rather than allocating its own. V8 frees an
+   * array's memory only when a full collection finds it dead, and let up to 64 MB of dead arrays wait
+   * for one, so each thread held a query's arrays beside the last ones' (1M readings, three values:
+   * 23 MB live and 23 MB dead). The arrays the next query does not need are let go when it ends.
+   */
   clear(): void {
     this.#collected.clear();
+    this.#spare = this.#inUse.sort((a, b) => a.length - b.length);
+    this.#inUse = [];
+  }
+
+  /** The smallest spare array of at least `size` entries, or a new one of exactly `size`. */
+  #allocate(size: number): Float64Array {
+    const spare = this.#spare;
+    let low = 0;
+    let high = spare.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((spare[middle] as Float64Array).length < size) low = middle + 1;
+      else high = middle;
+    }
+    const array = low < spare.length ? (spare.splice(low, 1)[0] as Float64Array) : new Float64Array(size);
+    this.#inUse.push(array);
+    return array;
   }
 }
+
+const NO_VALUES = new Float64Array(0);
 
 /** One step of collect_values: the value appended to the group's array. */
 function collect(collecting: Collecting, value: unknown, expected: unknown): Collecting {
   if (typeof value !== 'number') return collecting;
   if (collecting.length === collecting.values.length) {
     // Sized from the count at the first value; grown only if more arrive than were counted.
-    const grown = new Float64Array(Math.max(Number(expected), 2 * collecting.length, 16));
-    grown.set(collecting.values);
+    const grown = collecting.allocate(Math.max(Number(expected), 2 * collecting.length, 16));
+    grown.set(collecting.values.subarray(0, collecting.length));
     collecting.values = grown;
   }
   collecting.values[collecting.length++] = value;

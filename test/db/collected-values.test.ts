@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import SQLite from 'better-sqlite3';
 import fc from 'fast-check';
-import { percentilesOf, selectRanks } from '../../src/db/collected-values.js';
+import { percentilesOf, selectRanks, ValueCollector } from '../../src/db/collected-values.js';
 
 /**
  * The selection of ranks that SQLite's exact percentiles read (db/collected-values.ts): each rank asked
@@ -66,5 +67,61 @@ describe('selectRanks and percentilesOf', () => {
     assert.deepEqual(percentilesOf(new Float64Array(0), [0.5]), [null]);
     // b - a overflows where the percentile does not: computed on the halves.
     assert.deepEqual(percentilesOf(Float64Array.from([1.5e308, -1.5e308]), [0.5]), [0]);
+  });
+});
+
+describe('ValueCollector', () => {
+  it("answers each query from its own values when it refills the last query's arrays", () => {
+    const connection = new SQLite(':memory:');
+    const collector = new ValueCollector(connection);
+    connection.exec('create table readings (device integer, value real)');
+    const insert = connection.prepare('insert into readings values (?, ?)');
+    // Three devices of 5,000, 300 and 40 readings, with values that differ between them.
+    const sizes = [5000, 300, 40];
+    sizes.forEach((size, device) => {
+      for (let i = 0; i < size; i++) insert.run(device, device * 1000 + ((i * 7919) % size) / 10);
+    });
+    const collect = (where: string) => {
+      const rows = connection
+        .prepare(
+          `select device, collect_values(value, (select count(*) from readings r where ${where.replaceAll('readings.', 'r.')} and r.device = readings.device)) as handle
+           from readings where ${where} group by device order by device`,
+        )
+        .all() as Array<{ device: number; handle: number }>;
+      const answers = rows.map(({ device, handle }) => {
+        const { values, ...moments } = collector.take(handle);
+        return { device, ...moments, median: percentilesOf(values, [0.5])[0] };
+      });
+      collector.clear();
+      return answers;
+    };
+    const expected = (device: number) => {
+      const values = Float64Array.from(
+        { length: sizes[device] as number },
+        (_, i) => device * 1000 + ((i * 7919) % (sizes[device] as number)) / 10,
+      ).sort();
+      const n = values.length;
+      const sum = values.reduce((a, b) => a + b, 0);
+      const median =
+        n % 2 ? values[(n - 1) / 2] : ((values[n / 2 - 1] as number) + (values[n / 2] as number)) / 2;
+      return { device, count: n, min: values[0], max: values[n - 1], sum, median };
+    };
+    const check = (answers: ReturnType<typeof collect>, devices: number[]) => {
+      assert.deepEqual(
+        answers.map(({ device, count, min, max, median }) => ({ device, count, min, max, median })),
+        devices.map((device) => {
+          const { sum: _, ...rest } = expected(device);
+          return rest;
+        }),
+      );
+      for (const answer of answers) assert.ok(Math.abs(answer.sum - expected(answer.device).sum) < 1e-6);
+    };
+    // Large, then smaller (the large arrays refilled in part), then all three, then the large one again.
+    check(collect('readings.device = 0'), [0]);
+    check(collect('readings.device = 2'), [2]);
+    check(collect('readings.device >= 0'), [0, 1, 2]);
+    check(collect('readings.device = 1'), [1]);
+    check(collect('readings.device = 0'), [0]);
+    connection.close();
   });
 });
