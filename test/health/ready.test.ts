@@ -107,11 +107,13 @@ onEachEngine('request ids', (h) => {
   it("answers each request's id in X-Request-Id, keeping a caller's valid one", async () => {
     const given = await h.inject({ url: '/device/', headers: { 'x-request-id': 'trace-42.abc' } });
     assert.equal(given.headers['x-request-id'], 'trace-42.abc');
+    // The server's own ids: the process's random prefix and a counter, a new id for every request.
     const made = await h.inject({ url: '/device/999999' });
     assert.equal(made.statusCode, 404);
-    assert.match(String(made.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    assert.match(String(made.headers['x-request-id']), /^[0-9a-f]{16}-[0-9a-z]+$/);
     const unsafe = await h.inject({ url: '/device/', headers: { 'x-request-id': 'two words\u0007' } });
     assert.notEqual(unsafe.headers['x-request-id'], 'two words\u0007');
-    assert.match(String(unsafe.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    assert.match(String(unsafe.headers['x-request-id']), /^[0-9a-f]{16}-[0-9a-z]+$/);
+    assert.notEqual(unsafe.headers['x-request-id'], made.headers['x-request-id']);
   });
 });
