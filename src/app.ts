@@ -100,8 +100,10 @@ export async function buildApp(
   limitBodyTime(app, config.bodyTimeoutMs);
   sendSecureHeaders(app);
   refuseCrossSiteWrites(app, config.corsOrigins);
-  // No origin is allowed by default: browsers on other sites cannot call the API until configured.
-  await app.register(cors, { origin: config.corsOrigins.length > 0 ? [...config.corsOrigins] : false });
+  // No origin is allowed by default: browsers on other sites cannot call the API until configured. Without
+  // CORS_ORIGINS the plugin is not registered at all: with `origin: false` it answered nothing either,
+  // yet its hook copied its options for every request (a preflight still gets the not-found answer).
+  if (config.corsOrigins.length > 0) await app.register(cors, { origin: [...config.corsOrigins] });
 
   // The shapes named in the OpenAPI document (and so in generated clients).
   await registerOpenApi(app, [
