@@ -23,6 +23,11 @@ export class KnownDevices {
     private readonly announce: (id: number) => Promise<void>,
   ) {}
 
+  /** Whether the device is remembered: it exists, and `missing` would answer it at once. */
+  has(id: number): boolean {
+    return this.#digests.has(id);
+  }
+
   /** The ids among `ids` that name no device. */
   async missing(ids: Iterable<number>): Promise<number[]> {
     const unique = [...new Set(ids)];
