@@ -50,8 +50,9 @@ export const settings = {
   }),
   SQLITE_WAL_LIMIT_MB: wholeNumber(
     "SQLite: the size of the write-ahead log (the database's `-wal` file) past which the server pauses writes " +
-      'for a moment (at most about a second; requests wait, they are not refused) while a checkpoint copies ' +
-      'the log into the database and empties it (checked once a second: the file may pass it by a second of writes)',
+      'for a moment (requests wait, they are not refused) while a checkpoint copies the log into the database, ' +
+      'so that the log starts over at the head of its file (checked once a second: the file may pass it by a ' +
+      'second of writes); the file is emptied once writes stop',
     256,
     1,
     1_000_000,
