@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { adminQuery } from './admin.js';
 import { MIXED_USERS, writeMixedScript } from './mixed.js';
 import { serverEnvironment, startChild, stopChild, waitUntilReady } from './processes.js';
 import { median } from './readings.js';
@@ -56,26 +56,14 @@ const sides: Record<Side, { root: string; port: number; database: string }> = {
   B: { root: resolve(other), port: basePort + 1, database: `${prefix}_b` },
 };
 
-async function admin<T>(use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
-}
-
 /** One run: a fresh database and server from `side`'s checkout, the warm-up, then the measured wrk. */
 async function runOnce(side: Side): Promise<WrkResult> {
   const { root, port, database } = sides[side];
   const dataDir = mkdtempSync(join(tmpdir(), `bench-ab-${side}-`));
   let databaseUrl = `sqlite:${join(dataDir, 'statistics.db')}`;
   if (adminUrl) {
-    await admin(async (client) => {
-      await client.query(`drop database if exists "${database}" with (force)`);
-      await client.query(`create database "${database}"`);
-    });
+    await adminQuery(adminUrl, `drop database if exists "${database}" with (force)`);
+    await adminQuery(adminUrl, `create database "${database}"`);
     const url = new URL(adminUrl);
     url.pathname = `/${database}`;
     databaseUrl = url.href;
@@ -94,7 +82,7 @@ async function runOnce(side: Side): Promise<WrkResult> {
   } finally {
     await stopChild(server);
     rmSync(dataDir, { recursive: true, force: true });
-    if (adminUrl) await admin((client) => client.query(`drop database if exists "${database}" with (force)`));
+    if (adminUrl) await adminQuery(adminUrl, `drop database if exists "${database}" with (force)`);
   }
 }
 

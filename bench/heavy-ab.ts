@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { adminQuery, adminRows } from './admin.js';
 import { createDevice } from './api.js';
 import { HEALTH_PROBE_PAUSE_MS, type HeavyLoad, heavyLoad, writeHealthProbe } from './heavy.js';
 import { postgresEngine } from './postgres.js';
@@ -76,16 +77,6 @@ const load = () =>
     .join(' ');
 const log = (message: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 
-async function admin<T>(use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
-}
-
 function urlOf(name: string): string {
   const url = new URL(adminUrl as string);
   url.pathname = `/${name}`;
@@ -119,8 +110,8 @@ interface Seed {
 /** The seed database: loaded and folded once, then reused (its device and last instant read back). */
 async function seed(): Promise<Seed> {
   const name = `${database}_seed`;
-  const found = await admin((client) => client.query('select 1 from pg_database where datname = $1', [name]));
-  if (found.rowCount === 0) {
+  const found = await adminRows(adminUrl as string, 'select 1 from pg_database where datname = $1', [name]);
+  if (found.length === 0) {
     log(`seeding ${name} with ${rows.toLocaleString('en-US')} readings`);
     const raw = await postgresEngine(adminUrl as string, name);
     try {
@@ -166,7 +157,7 @@ async function seed(): Promise<Seed> {
 async function runOnce(side: Side, from: Seed, run: number): Promise<HeavyLoad> {
   const { root, port, env } = sides[side];
   const copy = `${database}_run${run}`;
-  await admin((client) => client.query(`create database "${copy}" template "${database}_seed"`));
+  await adminQuery(adminUrl as string, `create database "${copy}" template "${database}_seed"`);
   const server = await startServer(root, urlOf(copy), port, env);
   const scripts = mkdtempSync(join(tmpdir(), 'bench-heavy-ab-scripts-'));
   try {
@@ -187,7 +178,7 @@ async function runOnce(side: Side, from: Seed, run: number): Promise<HeavyLoad> 
   } finally {
     await server.stop();
     rmSync(scripts, { recursive: true, force: true });
-    await admin((client) => client.query(`drop database if exists "${copy}" with (force)`));
+    await adminQuery(adminUrl as string, `drop database if exists "${copy}" with (force)`);
   }
 }
 
@@ -223,7 +214,7 @@ async function main(): Promise<void> {
     }
   } finally {
     if (!keepSeed)
-      await admin((client) => client.query(`drop database if exists "${database}_seed" with (force)`));
+      await adminQuery(adminUrl as string, `drop database if exists "${database}_seed" with (force)`);
   }
   for (const side of ['A', 'B'] as const) {
     const runs = results[side];
