@@ -179,7 +179,7 @@ export async function buildApp(
         // writer. PostgreSQL: whole steps in a thread of their own, on their own connection.
         if (engine === 'postgres') thread = foldThread(config.databaseUrl);
         const steps = thread?.steps ?? foldSteps(db, engine, (input) => heavy.background('foldPlan', input));
-        folder = startRollupFolder(steps, config.rollupFoldIntervalMs, app.log, ingest.lastStoredAt);
+        folder = startRollupFolder(steps, config.rollupFoldIntervalMs, app.log, ingest.busy);
       }),
     );
     app.addHook('onClose', async () => {

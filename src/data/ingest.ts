@@ -47,9 +47,10 @@ export interface Ingest {
   devices: KnownDevices;
   /** The idempotency keys of writes, recorded by `one`, `batch` and `store` with their readings. */
   keys: IdempotencyKeys;
-  /** When readings last arrived to be stored (performance.now(); -Infinity before any): the rollup folder paces itself by it. */
-  lastStoredAt(): number;
-  /** Whether readings arrived within the last INGEST_BUSY_MS: heavy queries rest between them meanwhile. */
+  /**
+   * Whether readings arrived within the last INGEST_BUSY_MS: the rollup folder paces itself and the
+   * heavy queries rest between them meanwhile.
+   */
   busy(): boolean;
 }
 
@@ -125,7 +126,6 @@ export function createIngest(
     keys,
     prepare,
     refused,
-    lastStoredAt: () => lastStoredAt,
     busy: () => performance.now() - lastStoredAt < INGEST_BUSY_MS,
     store: (rows, alongside) => insert(rows, 'import', alongside),
 

@@ -23,13 +23,12 @@ import {
 export const FOLD_STEP_READINGS = 5_000;
 
 /**
- * The folder's pace while ingest is busy (readings stored within BUSY_MS): after each step it waits
+ * The folder's pace while ingest is busy (Ingest.busy: readings stored within the last second): after each step it waits
  * PACE times as long as the step took, so catching up takes at most 1 / (1 + PACE) of the time the
  * batches need. The hour, day and month rollups lag further behind meanwhile (approximate answers
  * read the backlog from the minute rollups and readings, which makes them slower, not wrong), and
  * catch up at full speed once ingest pauses for a second.
  */
-const BUSY_MS = 1000;
 const PACE = 4;
 
 /**
@@ -74,14 +73,14 @@ export function foldThread(url: string): { steps: FoldSteps; close(): Promise<vo
 /**
  * Every `intervalMs`, folds the changed hours into the hour, day and month rollups (rollup-fold.ts)
  * in steps until none is left, yielding to the event loop between steps, and pacing them while
- * ingest is busy (`lastStoredAt`: when this process last stored readings, performance.now()).
+ * ingest is busy (`ingestBusy`: whether this process stored readings within the last second).
  * Several processes may run it on one PostgreSQL database: its advisory lock lets one fold at a time.
  */
 export function startRollupFolder(
   steps: FoldSteps,
   intervalMs: number,
   log: FastifyBaseLogger,
-  lastStoredAt: () => number,
+  ingestBusy: () => boolean,
 ): RollupFolder {
   const stopping = new AbortController();
   const loop = (async () => {
@@ -94,9 +93,10 @@ export function startRollupFolder(
           const folded = await steps(after);
           if (!folded || folded.hours === 0) break;
           after = folded.next;
-          const ended = performance.now();
-          if (ended - lastStoredAt() < BUSY_MS) {
-            await sleep(PACE * (ended - started), undefined, { signal: stopping.signal }).catch(() => {});
+          if (ingestBusy()) {
+            await sleep(PACE * (performance.now() - started), undefined, { signal: stopping.signal }).catch(
+              () => {},
+            );
           } else {
             await new Promise((resolve) => setImmediate(resolve));
           }
