@@ -18,6 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serverSettings, wholeSetting } from './ab-settings.js';
 import { adminQuery } from './admin.js';
 import { MIXED_USERS, writeMixedScript } from './mixed.js';
 import { serverEnvironment, startChild, stopChild, waitUntilReady } from './processes.js';
@@ -27,28 +28,15 @@ import { checkWrk, runWrk, type WrkResult } from './wrk.js';
 const THIS = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const THREADS = 2;
 
-function whole(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(value) || value < 1)
-    throw new Error(`${name} must be a whole number >= 1, not "${raw}"`);
-  return value;
-}
-
 const other = process.env.BENCH_AB_OTHER;
 if (!other) throw new Error('BENCH_AB_OTHER: the path of the checkout to compare with, e.g. /work/main');
-const pairs = whole('BENCH_AB_PAIRS', 4);
-const seconds = whole('BENCH_SECONDS', 10);
+const pairs = wholeSetting('BENCH_AB_PAIRS', 4);
+const seconds = wholeSetting('BENCH_SECONDS', 10);
 const warmupSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
-const basePort = whole('BENCH_AB_PORT', 4100);
+const basePort = wholeSetting('BENCH_AB_PORT', 4100);
 const adminUrl = process.env.BENCH_AB_DATABASE_URL;
 const prefix = process.env.BENCH_AB_DB_PREFIX ?? 'bench_ab';
-const extraEnv = Object.fromEntries(
-  (process.env.BENCH_AB_ENV ?? '')
-    .split(',')
-    .filter((pair) => pair.includes('='))
-    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-);
+const extraEnv = serverSettings(process.env.BENCH_AB_ENV);
 
 type Side = 'A' | 'B';
 const sides: Record<Side, { root: string; port: number; database: string }> = {

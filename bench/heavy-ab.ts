@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { serverSettings, wholeSetting } from './ab-settings.js';
 import { adminQuery, adminRows } from './admin.js';
 import { createDevice } from './api.js';
 import { HEALTH_PROBE_PAUSE_MS, type HeavyLoad, heavyLoad, writeHealthProbe } from './heavy.js';
@@ -35,30 +36,14 @@ import { checkWrk, writeWrkScript } from './wrk.js';
 
 const THIS = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-function whole(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(value) || value < 1)
-    throw new Error(`${name} must be a whole number >= 1, not "${raw}"`);
-  return value;
-}
-
-const settingsList = (text: string | undefined) =>
-  Object.fromEntries(
-    (text ?? '')
-      .split(',')
-      .filter((pair) => pair.includes('='))
-      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-  );
-
 const adminUrl = process.env.BENCH_DATABASE_URL;
 if (!adminUrl?.startsWith('postgres')) throw new Error('BENCH_DATABASE_URL: a PostgreSQL server to run on');
 const other = process.env.BENCH_AB_OTHER;
 if (!other) throw new Error('BENCH_AB_OTHER: the path of the checkout to compare with');
-const pairs = whole('BENCH_AB_PAIRS', 3);
-const seconds = whole('BENCH_HEAVY_SECONDS', 10);
-const rows = whole('BENCH_ROWS', 1_000_000);
-const basePort = whole('BENCH_AB_PORT', 4100);
+const pairs = wholeSetting('BENCH_AB_PAIRS', 3);
+const seconds = wholeSetting('BENCH_HEAVY_SECONDS', 10);
+const rows = wholeSetting('BENCH_ROWS', 1_000_000);
+const basePort = wholeSetting('BENCH_AB_PORT', 4100);
 const database = process.env.BENCH_HEAVY_AB_DATABASE ?? 'statistics_heavy_ab';
 const keepSeed = process.env.BENCH_HEAVY_AB_KEEP_SEED !== '0';
 const healthPauseMs = Number(process.env.BENCH_HEALTH_PAUSE_MS ?? HEALTH_PROBE_PAUSE_MS);
@@ -67,8 +52,8 @@ if (!Number.isInteger(healthPauseMs) || healthPauseMs < 0)
 
 type Side = 'A' | 'B';
 const sides: Record<Side, { root: string; port: number; env: Record<string, string> }> = {
-  A: { root: THIS, port: basePort, env: settingsList(process.env.BENCH_AB_ENV) },
-  B: { root: resolve(other), port: basePort + 1, env: settingsList(process.env.BENCH_AB_OTHER_ENV) },
+  A: { root: THIS, port: basePort, env: serverSettings(process.env.BENCH_AB_ENV) },
+  B: { root: resolve(other), port: basePort + 1, env: serverSettings(process.env.BENCH_AB_OTHER_ENV) },
 };
 
 const load = () =>
