@@ -266,7 +266,10 @@ describe('dashboard in Chromium', { skip, timeout: 240_000 }, () => {
     await page.getByRole('link', { name: 'Last week' }).click();
     await page.waitForURL(/range=7d$/);
     await page.locator('[data-stat="x.count"][data-value="650"]').waitFor();
-    const chart = page.locator('#chart');
+    // The statistics may show before the chart is drawn: wait for the chart of the same range.
+    const weekStart = await page.locator('#statistics').getAttribute('data-start');
+    const chart = page.locator(`#chart[data-start="${weekStart}"]`);
+    await chart.waitFor();
     const span = Number(await chart.getAttribute('data-to')) - Number(await chart.getAttribute('data-from'));
     assert.ok(Math.abs(span - 7 * 86400_000) < 1000);
 
