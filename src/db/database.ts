@@ -1,24 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import {
-  Kysely,
-  type KyselyPlugin,
-  OperationNodeTransformer,
-  type PluginTransformQueryArgs,
-  type PluginTransformResultArgs,
-  PostgresDialect,
-  type PrimitiveValueListNode,
-  type QueryResult,
-  type RootOperationNode,
-  type SqliteDatabase,
-  SqliteDialect,
-  type UnknownRow,
-  type ValueNode,
-} from 'kysely';
+import { Kysely, PostgresDialect, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { Checkpointer } from './checkpointer.js';
 import type { Engine } from './dialect.js';
+import { ServiceSqliteDialect } from './sqlite-compiler.js';
 import type { Database } from './tables.js';
 
 export interface OpenedDatabase {
@@ -104,8 +91,7 @@ export function openSqliteReader(path: string): SqliteReadConnection {
 
 function sqliteKysely(connection: SQLite.Database): Kysely<Database> {
   return new Kysely<Database>({
-    dialect: new SqliteDialect({ database: withStatementCache(connection) }),
-    plugins: [new SqliteBooleans()],
+    dialect: new ServiceSqliteDialect({ database: withStatementCache(connection) }),
   });
 }
 
@@ -158,31 +144,4 @@ export function openPostgresPool(url: string): pg.Pool {
   // running or the next one fails with it, and that request (or its fallback) deals with it.
   pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
-}
-
-/** better-sqlite3 cannot bind JS booleans; SQLite stores them as 0/1. */
-class SqliteBooleans implements KyselyPlugin {
-  readonly #transformer = new BooleansToIntegers();
-
-  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
-    return this.#transformer.transformNode(args.node);
-  }
-
-  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return args.result;
-  }
-}
-
-class BooleansToIntegers extends OperationNodeTransformer {
-  protected override transformValue(node: ValueNode): ValueNode {
-    const value = node.value;
-    return typeof value === 'boolean' ? { ...node, value: value ? 1 : 0 } : node;
-  }
-
-  protected override transformPrimitiveValueList(node: PrimitiveValueListNode): PrimitiveValueListNode {
-    return {
-      ...node,
-      values: node.values.map((value) => (typeof value === 'boolean' ? (value ? 1 : 0) : value)),
-    };
-  }
 }

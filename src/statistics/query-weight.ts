@@ -11,7 +11,9 @@ export type Lane = 'light' | 'heavy';
  * their counts over at most `lightReadings + 1` rows, so the count costs at most that many index
  * entries however many readings there are (each row holds at least one reading, so one more row than
  * the limit is over it). The minute holding the start is counted whole: the count is never below the
- * readings selected, so a doubt goes to the heavy lane. `lightReadings` 0: always heavy.
+ * readings selected, so a doubt goes to the heavy lane. `lightReadings` 0: always heavy. The limit is a
+ * literal, one per process: SQLite re-prepares a statement whose LIMIT is bound at every run
+ * (sqlite-compiler.ts).
  */
 export async function laneOf(
   db: Kysely<Database>,
@@ -25,7 +27,7 @@ export async function laneOf(
   const filter = selectionFilter({ ...selection, start: fromMinute }, 'r', 'minute');
   const { rows } = await sql<{ readings: number | string | null }>`
     select sum(bounded.readings) as readings
-    from (select r.readings from reading_minutes r where ${filter} limit ${lightReadings + 1}) as bounded`.execute(
+    from (select r.readings from reading_minutes r where ${filter} limit ${sql.lit(lightReadings + 1)}) as bounded`.execute(
     db,
   );
   // PostgreSQL sums integers as bigint, which pg hands over as a string.
