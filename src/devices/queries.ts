@@ -22,43 +22,37 @@ const toDevice = (row: Selectable<DevicesTable>, activity: Activity): Device => 
 });
 
 /**
- * The activity of the devices `ids`, in two statements for a whole page: the count of each one's
- * readings as its per-minute rollups add up, then its latest reading looked up within its last minute
- * that has any. SQLite reads the sum from the totals that triggers keep (migration 0008) and the last
- * minute, two rows per device; PostgreSQL sums the minutes (a month is ~43,000 of them, not every reading), off the event
- * loop. Both select by device id, not by a subquery correlated with `devices`, which Citus refuses
- * (devices are a reference table there).
+ * The activity of the devices `ids`, for a whole page at once: the count of each one's readings as its
+ * per-minute rollups add up, and its latest reading looked up within its last minute that has any.
+ * SQLite: one statement, the sum from the totals that triggers keep (migration 0008) and the last
+ * minute, and the latest reading as one seek of the device's key (two rows and a seek per device).
+ * PostgreSQL sums the minutes (a month is ~43,000 of them, not every reading), off the event loop, then
+ * seeks each device's latest reading (latestReadings). Both select by device id, not by a subquery
+ * correlated with `devices`, which Citus refuses (devices are a reference table there).
  * A device whose readings are past the retention has rollups left: its latest time is then that
  * minute's start.
  */
 async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<number, Activity>> {
   if (ids.length === 0) return new Map();
-  const minutes =
-    engineOf(db) === 'sqlite'
-      ? await db
-          .selectFrom('device_reading_totals as totals')
-          .innerJoin('reading_minutes as last', (join) =>
-            join
-              .onRef('last.device_id', '=', 'totals.device_id')
-              .onRef('last.minute', '=', 'totals.last_minute'),
-          )
-          .select((eb) => [
-            'totals.device_id',
-            eb('totals.readings_before', '+', eb.ref('last.readings')).as('readings'),
-            'totals.last_minute',
-          ])
-          .where('totals.device_id', 'in', ids)
-          .execute()
-      : await db
-          .selectFrom('reading_minutes')
-          .select((eb) => [
-            'device_id',
-            eb.fn.sum<number | string>('readings').as('readings'),
-            eb.fn.max('minute').as('last_minute'),
-          ])
-          .where('device_id', 'in', ids)
-          .groupBy('device_id')
-          .execute();
+  if (engineOf(db) === 'sqlite') {
+    const rows = await sqliteActivity(db, ids).execute();
+    return new Map(
+      rows.map((row) => [
+        row.device_id,
+        { readings: Number(row.readings), last_reading_at: Number(row.last ?? row.last_minute) },
+      ]),
+    );
+  }
+  const minutes = await db
+    .selectFrom('reading_minutes')
+    .select((eb) => [
+      'device_id',
+      eb.fn.sum<number | string>('readings').as('readings'),
+      eb.fn.max('minute').as('last_minute'),
+    ])
+    .where('device_id', 'in', ids)
+    .groupBy('device_id')
+    .execute();
   if (minutes.length === 0) return new Map();
   const latest = await latestReadings(db, minutes);
   const lastOf = new Map(latest.map((row) => [row.device_id, Number(row.last)]));
@@ -74,39 +68,56 @@ async function activityOf(db: Kysely<Database>, ids: number[]): Promise<Map<numb
 }
 
 /**
- * The time of each device's latest reading, looked up from the start of its last minute that has any:
- * one index seek per device (the newest entry of its (device_id, created_at) key), whatever the minute
- * holds. An OR of the devices' ranges, grouped, read every reading of each one's last minute, and a
- * device that keeps sending holds thousands there: 5 ms a page on SQLite's event loop, and on
- * PostgreSQL 650 ms a page once a device had 600,000 readings in its last minute (batches), which
- * took the mixed scenario down to 19 req/s, its device lists running side by side (issue 17).
- * SQLite: a union of the seeks, one statement. PostgreSQL: a statement per device, side by side on the
- * pool, each planned with its own values (its statistics pick the device's key rather than the time
- * index), and each a single-shard query on Citus; a union planned its ~10 partitions per device
- * (1.4 s to plan 1,000 devices), and Citus refuses a lateral join's LIMIT over a distributed table
- * beside a list of ids (citusdata/citus#5753).
+ * SQLite's activity of the devices `ids` in one statement: each device's totals and last minute, and
+ * its latest reading within that minute as a subquery of the device's key (one index seek, whatever
+ * the minute holds). It replaced a union of one seek per device beside the totals' statement: a
+ * device list cost the event loop 230 us before (issue 17).
+ */
+export function sqliteActivity(db: Kysely<Database>, ids: number[]) {
+  return db
+    .selectFrom('device_reading_totals as totals')
+    .innerJoin('reading_minutes as last', (join) =>
+      join.onRef('last.device_id', '=', 'totals.device_id').onRef('last.minute', '=', 'totals.last_minute'),
+    )
+    .select((eb) => [
+      'totals.device_id',
+      eb('totals.readings_before', '+', eb.ref('last.readings')).as('readings'),
+      'totals.last_minute',
+      eb
+        .selectFrom('data')
+        .select('data.created_at')
+        .whereRef('data.device_id', '=', 'totals.device_id')
+        .whereRef('data.created_at', '>=', 'totals.last_minute')
+        .where('data.created_at', '<', eb('totals.last_minute', '+', MINUTE_MS))
+        .orderBy('data.created_at', 'desc')
+        .limit(1)
+        .as('last'),
+    ])
+    .where('totals.device_id', 'in', ids);
+}
+
+/**
+ * PostgreSQL: the time of each device's latest reading, looked up from the start of its last minute
+ * that has any: one index seek per device (the newest entry of its (device_id, created_at) key),
+ * whatever the minute holds. An OR of the devices' ranges, grouped, read every reading of each one's
+ * last minute, and a device that keeps sending holds thousands there: 650 ms a page once a device had
+ * 600,000 readings in its last minute (batches), which took the mixed scenario down to 19 req/s, its
+ * device lists running side by side (issue 17). A statement per device, side by side on the pool, each
+ * planned with its own values (its statistics pick the device's key rather than the time index), and
+ * each a single-shard query on Citus; a union planned its ~10 partitions per device (1.4 s to plan
+ * 1,000 devices), and Citus refuses a lateral join's LIMIT over a distributed table beside a list of
+ * ids (citusdata/citus#5753).
  */
 async function latestReadings(
   db: Kysely<Database>,
   minutes: { device_id: number; last_minute: unknown }[],
 ): Promise<{ device_id: number; last: number | string }[]> {
-  const seekOf = ({ device_id, last_minute }: (typeof minutes)[number]) =>
-    latestReading(db, device_id, Number(last_minute));
   const found: { device_id: number; last: number | string }[] = [];
-  if (engineOf(db) === 'sqlite') {
-    // SQLite takes at most 500 terms in one compound SELECT; a page holds up to 1,000 devices.
-    for (let at = 0; at < minutes.length; at += COMPOUND_TERMS) {
-      const [first, ...others] = minutes
-        .slice(at, at + COMPOUND_TERMS)
-        .map((row) => db.selectFrom(seekOf(row).as('latest')).selectAll());
-      if (first)
-        found.push(...(await others.reduce((union, query) => union.unionAll(query), first).execute()));
-    }
-    return found;
-  }
   // A few at a time: a page of 1,000 devices must not queue ahead of every other request for the pool.
   for (let at = 0; at < minutes.length; at += SEEKS_SIDE_BY_SIDE) {
-    const seeks = minutes.slice(at, at + SEEKS_SIDE_BY_SIDE).map((row) => seekOf(row).execute());
+    const seeks = minutes
+      .slice(at, at + SEEKS_SIDE_BY_SIDE)
+      .map(({ device_id, last_minute }) => latestReading(db, device_id, Number(last_minute)).execute());
     found.push(...(await Promise.all(seeks)).flat());
   }
   return found;
@@ -130,9 +141,6 @@ export function latestReading(db: Kysely<Database>, deviceId: number, minute: Ep
 
 /** PostgreSQL seeks in flight at once for one page (the pool holds 10 connections). */
 const SEEKS_SIDE_BY_SIDE = 4;
-
-/** Devices looked up in one SQLite statement (a union of one seek each). */
-const COMPOUND_TERMS = 250;
 
 /** The devices of `rows`, with their activity. */
 async function withActivity(db: Kysely<Database>, rows: Selectable<DevicesTable>[]): Promise<Device[]> {
