@@ -22,6 +22,8 @@ export interface Metrics {
   /** Heavy queries (statistics, series) waiting for a slot, and running, by lane (light, heavy). */
   readonly heavyQueriesWaiting: Gauge<'lane'>;
   readonly heavyQueriesRunning: Gauge<'lane'>;
+  /** Slots that rest after a query while readings arrive (STATISTICS_BUSY_SHARE): taken, running nothing. */
+  readonly heavySlotsResting: Gauge<'lane'>;
   /** How long each heavy query waited for a slot, and how long it ran (by outcome: ok, error, timeout). */
   readonly heavyQueryWait: Histogram<'query' | 'lane'>;
   readonly heavyQueryRun: Histogram<'query' | 'lane' | 'outcome'>;
@@ -68,7 +70,15 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     }),
     heavyQueriesRunning: new Gauge({
       name: 'statistics_heavy_queries_running',
-      help: 'Heavy queries running (at most STATISTICS_CONCURRENCY in each lane), by lane',
+      help: 'Heavy queries running (at most STATISTICS_CONCURRENCY in each lane, less the slots resting), by lane',
+      labelNames: ['lane'],
+      registers,
+    }),
+    heavySlotsResting: new Gauge({
+      name: 'statistics_heavy_slots_resting',
+      help:
+        'Heavy-query slots resting after a query while readings arrive (STATISTICS_BUSY_SHARE): taken, ' +
+        'running nothing, by lane',
       labelNames: ['lane'],
       registers,
     }),

@@ -119,18 +119,17 @@ function queryLane(
 ): QueryLane {
   const queue = new PQueue({ concurrency });
   const counts = () => {
-    metrics.heavyQueriesWaiting.set({ lane }, queue.size);
-    metrics.heavyQueriesRunning.set({ lane }, queue.pending);
+    const slots = occupancy(queue);
+    metrics.heavyQueriesWaiting.set({ lane }, slots.waiting);
+    metrics.heavyQueriesRunning.set({ lane }, slots.running);
+    metrics.heavySlotsResting.set({ lane }, slots.resting);
   };
   return {
     async run(name, input) {
-      if (queue.pending >= concurrency && queue.size >= settings.queue) {
+      const slots = occupancy(queue);
+      if (queue.pending >= concurrency && slots.waiting >= settings.queue) {
         metrics.heavyQueryRejections.inc({ query: name, lane });
-        throw new DomainError(
-          'STATISTICS_BUSY',
-          `${concurrency} statistics queries are running and ${settings.queue} waiting: retry shortly`,
-          1,
-        );
+        throw new DomainError('STATISTICS_BUSY', busyDetail(slots), 1);
       }
       const arrived = performance.now();
       const deadline = AbortSignal.timeout(settings.timeoutMs);
@@ -148,7 +147,10 @@ function queryLane(
                 const rest = restMs(performance.now() - ran);
                 // Queued before this query's slot frees (p-queue picks the next one after this settles),
                 // and ahead of every query waiting; an unreferenced timer does not hold up a stop.
-                if (rest > 0) void queue.add(() => sleep(rest, undefined, { ref: false }), { priority: 1 });
+                if (rest > 0)
+                  void queue
+                    .add(() => sleep(rest, undefined, { ref: false }), { priority: REST_PRIORITY })
+                    .finally(counts);
               });
           },
           { signal: deadline },
@@ -177,6 +179,43 @@ function queryLane(
       await engine.close();
     },
   };
+}
+
+/**
+ * A slot's rest (STATISTICS_BUSY_SHARE) is a task of its lane's queue at this priority, ahead of the
+ * queries waiting (priority 0): how the lane tells a resting slot from a running query.
+ */
+const REST_PRIORITY = 1;
+
+/** What a lane's slots are doing: queries running, slots resting after one, and queries waiting. */
+interface Occupancy {
+  running: number;
+  resting: number;
+  waiting: number;
+}
+
+function occupancy(queue: PQueue): Occupancy {
+  const tasks = queue.runningTasks;
+  const restingNow = tasks.filter((task) => task.priority === REST_PRIORITY).length;
+  return {
+    running: tasks.length - restingNow,
+    // A rest queued takes the slot its query has just left, before any query waiting.
+    resting: restingNow + queue.sizeBy({ priority: REST_PRIORITY }),
+    waiting: queue.sizeBy({ priority: 0 }),
+  };
+}
+
+/**
+ * The 503's detail: what holds the lane's slots, so that a client (or an operator) sees why. A slot that
+ * rests after its query (STATISTICS_BUSY_SHARE) runs nothing, and is said to rest, not to run.
+ */
+function busyDetail({ running, resting, waiting }: Occupancy): string {
+  const resters =
+    resting === 0
+      ? ''
+      : `, ${resting} ${resting === 1 ? 'slot rests' : 'slots rest'} after a query while readings arrive ` +
+        '(STATISTICS_BUSY_SHARE)';
+  return `${running} statistics queries are running${resters} and ${waiting} waiting: retry shortly`;
 }
 
 /** How long a query ran, if it started at all (one that timed out waiting did not). */

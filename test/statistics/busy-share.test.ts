@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Harness, onEachEngine } from '../helpers/harness.js';
 
 const READINGS = 10_000;
+const METRICS_TOKEN = 'metrics-token-0123456789';
 const BATCH = 10_000;
 
 onEachEngine(
@@ -12,6 +13,8 @@ onEachEngine(
     let device: number;
     let other: number;
     const statistics = () => h.get(`/analyze_statistics/?device_id=${device}&attr=x`);
+    const scrape = async () =>
+      (await h.inject({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body;
 
     before(async () => {
       device = await h.createDevice();
@@ -41,6 +44,7 @@ onEachEngine(
         STATISTICS_CONCURRENCY: '1',
         STATISTICS_QUEUE: '0',
         STATISTICS_BUSY_SHARE: share,
+        METRICS_TOKEN,
       });
       // Before readings arrive (no rest): SQLite's worker thread starts, whose start would count in the run.
       assert.equal((await statistics()).statusCode, 200);
@@ -68,10 +72,13 @@ onEachEngine(
       }
     }
 
-    it('answers the next query at once at 100%', async () => {
+    it('answers the next query at once at 100%, and no slot rests', async () => {
       const { next } = await oneAfterAnother('100');
       assert.equal(next.statusCode, 200, next.body);
       assert.equal(next.json().count, READINGS);
+      const metrics = await scrape();
+      assert.match(metrics, /^statistics_heavy_queries_running\{lane="heavy"\} 0$/m);
+      assert.match(metrics, /^statistics_heavy_slots_resting\{lane="heavy"\} 0$/m);
     });
 
     it('at 1%, refuses the next query with 503 while the slot rests for 99 times the run, then serves it', async () => {
@@ -79,7 +86,16 @@ onEachEngine(
       const restEnds = performance.now() + 99 * firstMs;
       assert.equal(next.statusCode, 503, next.body);
       assert.equal(next.headers['retry-after'], '1');
-      assert.match(next.json().detail, /1 statistics queries are running and 0 waiting/);
+      // The slot runs nothing while it rests: the answer and the metrics say so.
+      assert.equal(
+        next.json().detail,
+        '0 statistics queries are running, 1 slot rests after a query while readings arrive ' +
+          '(STATISTICS_BUSY_SHARE) and 0 waiting: retry shortly',
+      );
+      const metrics = await scrape();
+      assert.match(metrics, /^statistics_heavy_queries_running\{lane="heavy"\} 0$/m);
+      assert.match(metrics, /^statistics_heavy_slots_resting\{lane="heavy"\} 1$/m);
+      assert.match(metrics, /^statistics_heavy_queries_waiting\{lane="heavy"\} 0$/m);
       // The rest (99 times a run no longer than the first answer took) ends: the lane serves again.
       let again = await statistics();
       while (again.statusCode === 503 && performance.now() < restEnds + 10_000) {
