@@ -160,7 +160,7 @@ export async function buildApp(
     ingestAuth: config.ingestAuth,
   });
   await app.register(transferRoutes, { db, reads, ingest, ingestAuth: config.ingestAuth });
-  const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads, ingest.busy);
+  const heavy = createHeavyQueries(database, config.heavyQueries, metrics, reads, ingest.busy, app.log);
   app.addHook('onClose', () => heavy.close());
   await app.register(statisticsRoutes, {
     db,
@@ -177,7 +177,8 @@ export async function buildApp(
       lifecycle.whenReady(() => {
         // SQLite: the folder's reads and sketches in a heavy-query worker, its writes through the one
         // writer. PostgreSQL: whole steps in a thread of their own, on their own connection.
-        if (engine === 'postgres') thread = foldThread(config.databaseUrl);
+        if (engine === 'postgres')
+          thread = foldThread(config.databaseUrl, config.heavyQueries.threadMemoryMb, app.log);
         const steps = thread?.steps ?? foldSteps(db, engine, (input) => heavy.background('foldPlan', input));
         folder = startRollupFolder(steps, config.rollupFoldIntervalMs, app.log, ingest.busy);
       }),

@@ -52,7 +52,7 @@ export interface Config {
   readonly mqtt: MqttSettings | undefined;
 }
 
-/** STATISTICS_TIMEOUT_MS, STATISTICS_CONCURRENCY, STATISTICS_BUSY_SHARE and STATISTICS_QUEUE. */
+/** STATISTICS_TIMEOUT_MS, _CONCURRENCY, _BUSY_SHARE, _QUEUE, _LIGHT_READINGS and _THREAD_MEMORY_MB. */
 export interface HeavyQuerySettings {
   readonly timeoutMs: number;
   readonly concurrency: number;
@@ -61,6 +61,8 @@ export interface HeavyQuerySettings {
   readonly queue: number;
   /** STATISTICS_LIGHT_READINGS: at most this many readings takes the light lane; 0: no light lane. */
   readonly lightReadings: number;
+  /** STATISTICS_THREAD_MEMORY_MB: each statistics and folding thread's V8 old generation, in MB. */
+  readonly threadMemoryMb: number;
 }
 
 /** REDIS_URL and REDIS_KEY_PREFIX. */
@@ -146,6 +148,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
       busyShare: (value.STATISTICS_BUSY_SHARE ?? defaultBusyShare(url)) / 100,
       queue: value.STATISTICS_QUEUE,
       lightReadings: value.STATISTICS_LIGHT_READINGS,
+      threadMemoryMb: value.STATISTICS_THREAD_MEMORY_MB,
     },
     statisticsKeys: value.STATISTICS_KEYS,
     corsOrigins: value.CORS_ORIGINS,

@@ -189,6 +189,17 @@ export const settings = {
     'x-default':
       "SQLite: 100 (its heavy threads run below the server's CPU priority instead); PostgreSQL: 50",
   }),
+  STATISTICS_THREAD_MEMORY_MB: wholeNumber(
+    'The most JavaScript heap (V8 old generation, in MB) each thread that runs statistics, series or rollup ' +
+      "folding may use (SQLite: the statistics threads; both engines: the folder's). A query past it ends its " +
+      'thread and is answered 422 (narrow the range, or use `accuracy=approx`); the thread is replaced, and a ' +
+      'fold step past it is tried again at the next ROLLUP_FOLD_INTERVAL_MS. Exact percentiles hold their values ' +
+      'outside this heap (1M readings of x, y and z fit in 16); a series and the folder use it most (10,000 ' +
+      "minutes of x, y and z with medians, and the folder's 5,000-reading steps, fit in 32; 43,200 minutes in 64)",
+    256,
+    16,
+    65_536,
+  ),
   STATISTICS_QUEUE: wholeNumber(
     'How many statistics and series queries may wait for a slot; beyond that a 503 with `Retry-After` at once',
     16,

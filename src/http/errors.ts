@@ -13,6 +13,8 @@ const statusByCode = {
   IDEMPOTENCY_KEY_CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  // As Prometheus answers a query past its memory bound (--query.max-samples): the same query fails again.
+  STATISTICS_OUT_OF_MEMORY: 422,
   TOO_MANY_REQUESTS: 429,
   DATABASE_UNAVAILABLE: 503,
   INGEST_BUSY: 503,

@@ -59,6 +59,20 @@ export function errorResponses(...statuses: ErrorStatus[]): Record<number, TSche
   return responses;
 }
 
+/**
+ * The 422 of a statistics or series query: invalid input (FastAPI's list of issues), or a query the
+ * server could not compute within STATISTICS_THREAD_MEMORY_MB (`{"detail": "..."}`, a message that
+ * says what to change).
+ */
+export const invalidOrTooLarge: TSchema = Type.Union(
+  [Type.Ref(ValidationErrorResponse), Type.Ref(ErrorResponse)],
+  {
+    description:
+      'Invalid input (each item names the field and the problem), or a query that needed more memory ' +
+      'than STATISTICS_THREAD_MEMORY_MB allows (`detail` says what to narrow)',
+  },
+);
+
 /** The largest id: PostgreSQL's integer range, so a huge id is a 422, not a 500. */
 export const MAX_ID = 2_147_483_647;
 

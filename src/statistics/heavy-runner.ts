@@ -1,6 +1,7 @@
 import { extname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { FastifyBaseLogger } from 'fastify';
 import { sql } from 'kysely';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
@@ -64,17 +65,18 @@ export function createHeavyQueries(
   metrics: Metrics,
   reads: Reads,
   ingestBusy: () => boolean,
+  log: FastifyBaseLogger,
 ): HeavyQueries {
   const sqlite = database.engine === 'sqlite';
-  const heavyEngine = sqlite
-    ? sqliteWorkers(database, settings.concurrency, HEAVY_NICE_INCREMENT)
-    : postgresPool(reads);
+  const threads = (niceIncrement: number) =>
+    sqliteWorkers(database, settings.concurrency, niceIncrement, settings.threadMemoryMb, log);
+  const heavyEngine = sqlite ? threads(HEAVY_NICE_INCREMENT) : postgresPool(reads);
   const heavyRest = (ranMs: number) => (ingestBusy() ? ranMs * (1 / settings.busyShare - 1) : 0);
   const lanes: Partial<Record<Lane, QueryLane>> = {
     heavy: queryLane('heavy', heavyEngine, settings.concurrency, settings, metrics, heavyRest),
   };
   if (settings.lightReadings > 0) {
-    const lightEngine = sqlite ? sqliteWorkers(database, settings.concurrency, 0) : postgresPool(reads);
+    const lightEngine = sqlite ? threads(0) : postgresPool(reads);
     lanes.light = queryLane('light', lightEngine, settings.concurrency, settings, metrics, () => 0);
   }
   return {
@@ -160,6 +162,15 @@ function queryLane(
         observeRun(metrics, name, lane, 'ok', started);
         return output;
       } catch (error) {
+        if (threadOutOfMemory(error)) {
+          observeRun(metrics, name, lane, 'out_of_memory', started);
+          throw new DomainError(
+            'STATISTICS_OUT_OF_MEMORY',
+            `The query needed more memory than STATISTICS_THREAD_MEMORY_MB (${settings.threadMemoryMb} MB) ` +
+              'allows a statistics thread, and was stopped: narrow the date range or the devices, ask for ' +
+              'fewer values or wider buckets, or use accuracy=approx',
+          );
+        }
         const timedOut = deadline.aborted || isStatementTimeout(error);
         observeRun(metrics, name, lane, timedOut ? 'timeout' : 'error', started);
         if (!timedOut) throw error;
@@ -218,6 +229,35 @@ function busyDetail({ running, resting, waiting }: Occupancy): string {
   return `${running} statistics queries are running${resters} and ${waiting} waiting: retry shortly`;
 }
 
+/**
+ * Whether a task's thread ended at its V8 heap limit (STATISTICS_THREAD_MEMORY_MB): Node ends the worker
+ * with ERR_WORKER_OUT_OF_MEMORY, and piscina rejects the task it ran with that error and starts another
+ * thread in its place (piscina's _onError).
+ */
+export function threadOutOfMemory(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+}
+
+/**
+ * Each thread's V8 limits: the young generation small (see sqliteWorkers), the old generation
+ * STATISTICS_THREAD_MEMORY_MB, past which the thread ends (its task is rejected) rather than the process
+ * growing until the system ends it.
+ */
+export function threadLimits(memoryMb: number): {
+  maxYoungGenerationSizeMb: number;
+  maxOldGenerationSizeMb: number;
+} {
+  return { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB, maxOldGenerationSizeMb: memoryMb };
+}
+
+/**
+ * A thread that fails with no task of its own (piscina emits 'error' on the pool then: a replacement that
+ * ended at its heap limit as it started) is logged; unheard, the event would end the process.
+ */
+export function logPoolErrors(pool: Piscina, log: FastifyBaseLogger, what: string): void {
+  pool.on('error', (error: unknown) => log.error({ err: error }, `a ${what} thread failed outside any task`));
+}
+
 /** How long a query ran, if it started at all (one that timed out waiting did not). */
 function observeRun(
   metrics: Metrics,
@@ -249,7 +289,13 @@ const WORKER_YOUNG_GENERATION_MB = 8;
  * row, where termination takes effect); a statement without JavaScript in it runs on to its end in
  * the dying thread, but the request is answered at the deadline all the same.
  */
-function sqliteWorkers(database: OpenedDatabase, threads: number, niceIncrement: number): Engine {
+function sqliteWorkers(
+  database: OpenedDatabase,
+  threads: number,
+  niceIncrement: number,
+  memoryMb: number,
+  log: FastifyBaseLogger,
+): Engine {
   const path = database.sqlitePath;
   if (path === undefined || path === ':memory:') {
     throw new Error('heavy queries on SQLite need a database file that worker threads can open');
@@ -266,10 +312,11 @@ function sqliteWorkers(database: OpenedDatabase, threads: number, niceIncrement:
     // garbage is the numbers SQLite hands collect_values, dead at once, which a small one sweeps as
     // cheaply. attr=x,y,z with 5 percentiles over 1M readings, the folder catching up meanwhile, three
     // alternating rounds at load 10: the server's peak RSS 410-435 MB by default, 388-399 MB at 8 MB.
-    resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    resourceLimits: threadLimits(memoryMb),
     niceIncrement,
     workerData: { path },
   });
+  logPoolErrors(pool, log, 'statistics');
   return {
     execute: ((task, deadline) => pool.run(task, { signal: deadline })) satisfies Execute,
     close: () => pool.destroy(),

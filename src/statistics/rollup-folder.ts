@@ -7,6 +7,7 @@ import { Piscina } from 'piscina';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import type { FoldStep } from './fold-worker.js';
+import { logPoolErrors, threadLimits, threadOutOfMemory } from './heavy-runner.js';
 import {
   type FoldCursor,
   type Folded,
@@ -51,15 +52,22 @@ export function foldSteps(db: Kysely<Database>, engine: Engine, planner?: FoldPl
  * PostgreSQL's steps in a thread of their own (fold-worker.ts) with its own connection to `url`, off
  * the event loop that parses the batches. close() ends the thread.
  */
-export function foldThread(url: string): { steps: FoldSteps; close(): Promise<void> } {
+export function foldThread(
+  url: string,
+  memoryMb: number,
+  log: FastifyBaseLogger,
+): { steps: FoldSteps; close(): Promise<void> } {
   // The worker is TypeScript under tsx (tests, npm run dev) and JavaScript once built (npm start).
   const here = fileURLToPath(import.meta.url);
   const pool = new Piscina({
     filename: new URL(`./fold-worker${extname(here)}`, import.meta.url).href,
     minThreads: 1,
     maxThreads: 1,
+    // STATISTICS_THREAD_MEMORY_MB: a step past it ends the thread (piscina starts another), and is tried again.
+    resourceLimits: threadLimits(memoryMb),
     workerData: { url },
   });
+  logPoolErrors(pool, log, 'folding');
   return {
     async steps(after) {
       const step = (await pool.run({ maxReadings: FOLD_STEP_READINGS, after })) as FoldStep;
@@ -104,6 +112,12 @@ export function startRollupFolder(
       } catch (error) {
         if ((error as { code?: unknown }).code === LOCK_NOT_AVAILABLE) {
           log.info('folding gave way to a write holding a minute rollup; trying again later');
+        } else if (threadOutOfMemory(error)) {
+          // Nothing of the step was written (its transaction, or SQLite's writes after its plan, never ran).
+          log.error(
+            'a fold step needed more memory than STATISTICS_THREAD_MEMORY_MB allows its thread; trying again ' +
+              'at the next ROLLUP_FOLD_INTERVAL_MS (raise the setting if this repeats)',
+          );
         } else {
           log.error({ err: error }, 'folding the hour, day and month rollups failed; trying again later');
         }

@@ -6,7 +6,7 @@ import { type Retention, readingsRetainedFrom } from '../db/maintenance.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange, toIsoString } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
-import { errorResponses } from '../http/schemas.js';
+import { errorResponses, invalidOrTooLarge } from '../http/schemas.js';
 import { allowSilenceWhileAnswering } from '../http/timeouts.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { laneOf } from './query-weight.js';
@@ -85,7 +85,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         summary: 'Statistics of the readings that match the filters',
         description,
         querystring: StatisticsQuery,
-        response: { 200: Answer, ...errorResponses(404, 422, 503) },
+        response: { 200: Answer, ...errorResponses(404, 422, 503), 422: invalidOrTooLarge },
       },
     },
     async (request) => {
@@ -104,7 +104,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         description: `${description} An unknown user, or a device_id that user does not own, is a 404.`,
         params: OwnerParams,
         querystring: StatisticsQuery,
-        response: { 200: Answer, ...errorResponses(404, 422, 503) },
+        response: { 200: Answer, ...errorResponses(404, 422, 503), 422: invalidOrTooLarge },
       },
     },
     async (request) => {

@@ -8,7 +8,7 @@ import type { Reads } from '../db/read-replicas.js';
 import type { Database } from '../db/tables.js';
 import { parseDateRange } from '../http/dates.js';
 import { invalidQuery } from '../http/errors.js';
-import { errorResponses, Id, Nullable } from '../http/schemas.js';
+import { errorResponses, Id, invalidOrTooLarge, Nullable } from '../http/schemas.js';
 import { allowSilenceWhileAnswering } from '../http/timeouts.js';
 import type { HeavyQueries } from './heavy-runner.js';
 import { selectedReadingTime } from './reading-series.js';
@@ -119,6 +119,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
         response: {
           200: Type.Array(SeriesBucket, { description: 'The buckets, in time order' }),
           ...errorResponses(404, 422, 503),
+          422: invalidOrTooLarge,
         },
       },
     },

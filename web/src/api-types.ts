@@ -2076,13 +2076,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Invalid input: each item names the field (`loc`) and the problem */
+            /** @description Invalid input (each item names the field and the problem), or a query that needed more memory than STATISTICS_THREAD_MEMORY_MB allows (`detail` says what to narrow) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ValidationErrorResponse"];
+                    "application/json": components["schemas"]["ValidationErrorResponse"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description The database is unavailable: retry after `Retry-After` seconds */
@@ -2205,13 +2205,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Invalid input: each item names the field (`loc`) and the problem */
+            /** @description Invalid input (each item names the field and the problem), or a query that needed more memory than STATISTICS_THREAD_MEMORY_MB allows (`detail` says what to narrow) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ValidationErrorResponse"];
+                    "application/json": components["schemas"]["ValidationErrorResponse"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description The database is unavailable: retry after `Retry-After` seconds */
@@ -2305,13 +2305,13 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Invalid input: each item names the field (`loc`) and the problem */
+            /** @description Invalid input (each item names the field and the problem), or a query that needed more memory than STATISTICS_THREAD_MEMORY_MB allows (`detail` says what to narrow) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ValidationErrorResponse"];
+                    "application/json": components["schemas"]["ValidationErrorResponse"] | components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description The database is unavailable: retry after `Retry-After` seconds */
