@@ -51,6 +51,9 @@ declare module 'fastify' {
   }
 }
 
+/** A plugin's longest registration (see the Fastify options below). */
+const PLUGIN_TIMEOUT_MS = 120_000;
+
 /**
  * The one Fastify factory: the server and the tests both build the app here, with the same options.
  * `lifecycle` says whether the migrations have run: a server that listens before running them passes
@@ -80,6 +83,10 @@ export async function buildApp(
       (reply as FastifyReply).code(error.statusCode ?? 400).send({ detail: error.message });
     },
     http: { maxHeaderSize: 16_384, headersTimeout: IDLE_TIMEOUT_MS },
+    // How long one plugin may take to load before the start fails. Fastify's 10 s was passed on a
+    // machine at a load of 16-25 on 2 cores (its plugins do no network waits: a slow start there is
+    // only a busy CPU); a plugin that never ends its registration still fails the start.
+    pluginTimeout: PLUGIN_TIMEOUT_MS,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = createMetrics(database.pool);
