@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { openDatabase } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { threadLimits } from '../src/statistics/heavy-runner.js';
 import { sqliteEngine } from './sqlite.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
@@ -65,7 +64,8 @@ for (const [label, task] of Object.entries(tasks)) {
       filename: new URL('../src/statistics/heavy-worker.ts', import.meta.url).href,
       minThreads: 1,
       maxThreads: 1,
-      resourceLimits: threadLimits(limit),
+      // As sqliteWorkers (src/statistics/heavy-runner.ts) sets them.
+      resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: limit },
       workerData: { path },
     });
     pool.on('error', () => {});

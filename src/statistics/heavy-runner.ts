@@ -17,6 +17,7 @@ import {
   type HeavyTask,
   runHeavyQuery,
 } from './heavy-queries.js';
+import { logPoolErrors, threadOutOfMemory } from './query-threads.js';
 import type { Lane } from './query-weight.js';
 
 /**
@@ -229,35 +230,6 @@ function busyDetail({ running, resting, waiting }: Occupancy): string {
   return `${running} statistics queries are running${resters} and ${waiting} waiting: retry shortly`;
 }
 
-/**
- * Whether a task's thread ended at its V8 heap limit (STATISTICS_THREAD_MEMORY_MB): Node ends the worker
- * with ERR_WORKER_OUT_OF_MEMORY, and piscina rejects the task it ran with that error and starts another
- * thread in its place (piscina's _onError).
- */
-export function threadOutOfMemory(error: unknown): boolean {
-  return (error as { code?: unknown } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
-}
-
-/**
- * Each thread's V8 limits: the young generation small (see sqliteWorkers), the old generation
- * STATISTICS_THREAD_MEMORY_MB, past which the thread ends (its task is rejected) rather than the process
- * growing until the system ends it.
- */
-export function threadLimits(memoryMb: number): {
-  maxYoungGenerationSizeMb: number;
-  maxOldGenerationSizeMb: number;
-} {
-  return { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB, maxOldGenerationSizeMb: memoryMb };
-}
-
-/**
- * A thread that fails with no task of its own (piscina emits 'error' on the pool then: a replacement that
- * ended at its heap limit as it started) is logged; unheard, the event would end the process.
- */
-export function logPoolErrors(pool: Piscina, log: FastifyBaseLogger, what: string): void {
-  pool.on('error', (error: unknown) => log.error({ err: error }, `a ${what} thread failed outside any task`));
-}
-
 /** How long a query ran, if it started at all (one that timed out waiting did not). */
 function observeRun(
   metrics: Metrics,
@@ -312,7 +284,11 @@ function sqliteWorkers(
     // garbage is the numbers SQLite hands collect_values, dead at once, which a small one sweeps as
     // cheaply. attr=x,y,z with 5 percentiles over 1M readings, the folder catching up meanwhile, three
     // alternating rounds at load 10: the server's peak RSS 410-435 MB by default, 388-399 MB at 8 MB.
-    resourceLimits: threadLimits(memoryMb),
+    // STATISTICS_THREAD_MEMORY_MB: a query past it ends its thread (query-threads.ts).
+    resourceLimits: {
+      maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB,
+      maxOldGenerationSizeMb: memoryMb,
+    },
     niceIncrement,
     workerData: { path },
   });

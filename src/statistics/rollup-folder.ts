@@ -7,7 +7,7 @@ import { Piscina } from 'piscina';
 import type { Engine } from '../db/dialect.js';
 import type { Database } from '../db/tables.js';
 import type { FoldStep } from './fold-worker.js';
-import { logPoolErrors, threadLimits, threadOutOfMemory } from './heavy-runner.js';
+import { logPoolErrors, threadOutOfMemory } from './query-threads.js';
 import {
   type FoldCursor,
   type Folded,
@@ -64,7 +64,7 @@ export function foldThread(
     minThreads: 1,
     maxThreads: 1,
     // STATISTICS_THREAD_MEMORY_MB: a step past it ends the thread (piscina starts another), and is tried again.
-    resourceLimits: threadLimits(memoryMb),
+    resourceLimits: { maxOldGenerationSizeMb: memoryMb },
     workerData: { url },
   });
   logPoolErrors(pool, log, 'folding');
