@@ -148,8 +148,11 @@ const unrun = [
 for (const { kind, file, name, reason } of unrun) {
   diagnostic(`${ci ? 'FAILED (CI=true allows no skip or todo): ' : ''}${kind}: ${file}: ${name}: ${reason}`);
 }
-// In CI a skip or a todo counts as a failure: what CI does not run, it does not check.
-const failed = tally.fail + (ci ? unrun.length : 0);
+// In CI a skip or a todo counts as a failure: what CI does not run, it does not check. A test cancelled
+// by its suite (a hook that failed) is a failure too, and so is a suite that failed with none of its
+// tests failing: "fail 0" is said only of a run with nothing wrong.
+const failedTests = tally.fail + tally.cancelled + (ci ? unrun.length : 0);
+const failed = failedTests > 0 ? failedTests : tally.failedSuites;
 diagnostic(`tests ${tally.tests}`);
 diagnostic(`suites ${tally.suites}`);
 diagnostic(`pass ${tally.pass}`);
@@ -159,4 +162,4 @@ diagnostic(`skipped ${skipped.length}`);
 diagnostic(`todo ${todo.length}`);
 diagnostic(`duration_ms ${Math.round(performance.now() - started)}`);
 reporter.end();
-if (failed + tally.cancelled + tally.failedSuites > 0) process.exitCode = 1;
+if (failed > 0) process.exitCode = 1;
