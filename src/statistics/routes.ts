@@ -85,7 +85,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         summary: 'Statistics of the readings that match the filters',
         description,
         querystring: StatisticsQuery,
-        response: { 200: Answer, ...errorResponses(404, 422, 503), 422: invalidOrTooLarge },
+        response: { 200: Answer, ...errorResponses(404, 503), 422: invalidOrTooLarge },
       },
     },
     async (request) => {
@@ -104,7 +104,7 @@ export const statisticsRoutes: FastifyPluginAsyncTypebox<StatisticsRoutesOptions
         description: `${description} An unknown user, or a device_id that user does not own, is a 404.`,
         params: OwnerParams,
         querystring: StatisticsQuery,
-        response: { 200: Answer, ...errorResponses(404, 422, 503), 422: invalidOrTooLarge },
+        response: { 200: Answer, ...errorResponses(404, 503), 422: invalidOrTooLarge },
       },
     },
     async (request) => {

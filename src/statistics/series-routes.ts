@@ -118,7 +118,7 @@ export const seriesRoutes: FastifyPluginAsyncTypebox<SeriesRoutesOptions> = asyn
         querystring: SeriesQuery,
         response: {
           200: Type.Array(SeriesBucket, { description: 'The buckets, in time order' }),
-          ...errorResponses(404, 422, 503),
+          ...errorResponses(404, 503),
           422: invalidOrTooLarge,
         },
       },
