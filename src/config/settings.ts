@@ -195,9 +195,10 @@ export const settings = {
       'thread and is answered 422 (narrow the range, or use `accuracy=approx`); the thread is replaced, and a ' +
       'fold step past it is tried again at the next ROLLUP_FOLD_INTERVAL_MS. Exact percentiles hold their values ' +
       'outside this heap (1M readings of x, y and z fit in 16); a series and the folder use it most (10,000 ' +
-      "minutes of x, y and z with medians, and the folder's 5,000-reading steps, fit in 32; 43,200 minutes in 64)",
+      "minutes of x, y and z with medians, and the folder's 5,000-reading steps, fit in 32; 43,200 minutes in 64). " +
+      'At least 32: below it the folder could not fold ordinary readings at all',
     256,
-    16,
+    32,
     65_536,
   ),
   STATISTICS_QUEUE: wholeNumber(

@@ -198,6 +198,17 @@ describe('configuration', () => {
     );
   });
 
+  it('refuses a STATISTICS_THREAD_MEMORY_MB too small for a fold step of ordinary readings', () => {
+    // At 16 MB the SQLite folder's 5,000-reading plan over uniform x, y and z ended its thread at every
+    // ROLLUP_FOLD_INTERVAL_MS, never folding an hour: a server that starts there never catches up.
+    const memory = (value: string) => loadConfig(env({ STATISTICS_THREAD_MEMORY_MB: value })).heavyQueries;
+    assert.equal(memory('32').threadMemoryMb, 32);
+    assertConfigError(
+      () => memory('16'),
+      /STATISTICS_THREAD_MEMORY_MB must be a whole number from 32 to 65536/,
+    );
+  });
+
   it('has safe defaults: ingest open, CORS closed, no proxy trusted, the documented limits', () => {
     const config = loadConfig(env());
     assert.equal(config.ingestAuth, 'open');

@@ -12,16 +12,17 @@ import { alive, call, type Server, startServer, stopServer, waitForOutput } from
 // STATISTICS_THREAD_MEMORY_MB bounds the V8 heap of each thread that runs statistics or folds rollups.
 // A query past it ends its thread: the request gets a 422 that says what to change, the pool starts
 // another thread, and the server goes on serving; a fold step past it is tried again at the next
-// interval, neither lost nor retried at once. The smallest limit (16 MB) lets a thread start and
-// answer exact statistics over 40,000 readings (their values live outside the heap), while a series
-// of 40,000 one-minute buckets of x, y and z with medians needs more (measured: 43,200 such buckets
-// without medians needed between 32 and 64 MB), and so does a fold step over readings whose values
-// span hundreds of decades.
+// interval, neither lost nor retried at once. The smallest limit (32 MB) lets a thread start and
+// answer exact statistics over 43,200 readings (their values live outside the heap), while a series
+// of 43,200 one-minute buckets of x, y and z with medians needs more (measured: between 32 and
+// 64 MB), and so does a fold step over an hour that holds 200,000 readings.
 
-const TINY = '16';
+const TINY = '32';
 const MINUTE = 60_000;
-const READINGS = 40_000;
-const BATCH = 10_000;
+const READINGS = 43_200;
+const BATCH = 7_200;
+const BUSY_HOUR_READINGS = 200_000;
+const MAX_BATCH = 10_000;
 const FOLD_INTERVAL_MS = 500;
 const OUT_OF_MEMORY_LOG = 'a fold step needed more memory than STATISTICS_THREAD_MEMORY_MB allows';
 
@@ -49,22 +50,23 @@ async function newDevice(base: string): Promise<number> {
 }
 
 /**
- * Readings whose values span 300 decades, both signs, one a minute over 2,000 minutes: each hour's
- * quantile sketch then holds tens of thousands of bins per value (a DDSketch's bins are dense between
- * its lowest and highest), megabytes a fold step keeps at once.
+ * A busy hour: 200,000 readings within one hour (one every 15 ms, 50 minutes), in batches. A fold step
+ * recomputes whole hours, at least one, so this hour's step reads every one of its readings at once:
+ * more than 32 MB of a thread's heap, whatever FOLD_STEP_READINGS says.
  */
-async function storeWideReadings(base: string, device: number): Promise<void> {
+async function storeBusyHour(base: string, device: number): Promise<void> {
   const first = Math.floor((Date.now() - 10 * 86_400_000) / 3_600_000) * 3_600_000;
-  const wide = (i: number, stride: number) => (i % 2 === 0 ? 1 : -1) * 10 ** (((i * stride) % 301) - 150);
-  const batch = Array.from({ length: 2000 }, (_, i) => ({
-    device_id: device,
-    x: wide(i, 37),
-    y: wide(i, 53),
-    z: wide(i, 71),
-    timestamp: new Date(first + i * MINUTE).toISOString(),
-  }));
-  const stored = await call(base, 'POST /data/', batch, 60_000);
-  assert.equal(stored.status, 200, stored.body);
+  for (let offset = 0; offset < BUSY_HOUR_READINGS; offset += MAX_BATCH) {
+    const batch = Array.from({ length: MAX_BATCH }, (_, i) => ({
+      device_id: device,
+      x: (offset + i) % 1000,
+      y: 1,
+      z: 2,
+      timestamp: new Date(first + (offset + i) * 15).toISOString(),
+    }));
+    const stored = await call(base, 'POST /data/', batch, 60_000);
+    assert.equal(stored.status, 200, stored.body);
+  }
 }
 
 /** The server answers /health, stores a reading (of yesterday: a minute the folder may fold), and still runs. */
@@ -121,7 +123,7 @@ describe('STATISTICS_THREAD_MEMORY_MB: a query past it [sqlite]', () => {
     assert.equal(series.retryAfter, null, 'the same query would fail again: no Retry-After');
     const detail: unknown = JSON.parse(series.body).detail;
     assert.equal(typeof detail, 'string', series.body);
-    assert.match(detail as string, /more memory than STATISTICS_THREAD_MEMORY_MB \(16 MB\)/);
+    assert.match(detail as string, /more memory than STATISTICS_THREAD_MEMORY_MB \(32 MB\)/);
     assert.match(detail as string, /narrow the date range/);
     assert.match(detail as string, /accuracy=approx/);
 
@@ -188,7 +190,7 @@ for (const engine of ENGINES) {
         ROLLUP_FOLD_INTERVAL_MS: String(FOLD_INTERVAL_MS),
       });
       const device = await newDevice(server.url);
-      await storeWideReadings(server.url, device);
+      await storeBusyHour(server.url, device);
       await waitForOutput(server, OUT_OF_MEMORY_LOG, 60_000);
 
       // Retried, but no more often than the interval allows (a busy machine only makes it rarer).
