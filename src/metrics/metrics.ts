@@ -24,7 +24,7 @@ export interface Metrics {
   readonly heavyQueriesRunning: Gauge<'lane'>;
   /** Slots that rest after a query while readings arrive (STATISTICS_BUSY_SHARE): taken, running nothing. */
   readonly heavySlotsResting: Gauge<'lane'>;
-  /** How long each heavy query waited for a slot, and how long it ran (by outcome: ok, error, timeout). */
+  /** How long each heavy query waited for a slot, and how long it ran (by outcome: ok, error, timeout, out_of_memory). */
   readonly heavyQueryWait: Histogram<'query' | 'lane'>;
   readonly heavyQueryRun: Histogram<'query' | 'lane' | 'outcome'>;
   /** Heavy queries stopped at STATISTICS_TIMEOUT_MS, and refused because their lane's queue was full. */
@@ -91,7 +91,7 @@ export function createMetrics(pool?: pg.Pool): Metrics {
     }),
     heavyQueryRun: new Histogram({
       name: 'statistics_heavy_query_run_seconds',
-      help: 'How long a heavy query ran, by query, lane and outcome (ok, error, timeout)',
+      help: 'How long a heavy query ran, by query, lane and outcome (ok, error, timeout, out_of_memory: its thread passed STATISTICS_THREAD_MEMORY_MB)',
       labelNames: ['query', 'lane', 'outcome'],
       buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
