@@ -10,7 +10,7 @@ import {
   sizeClasses,
   type TableRow,
 } from '../db/dialect.js';
-import { type Late, type Prepared, prepare } from '../db/prepared.js';
+import { type Late, type Prepared, parsedOnce, prepare } from '../db/prepared.js';
 import { type Database, type EpochMs, MINUTE_MS } from '../db/tables.js';
 
 /** A reading ready to store: the columns of `data` but its id. */
@@ -160,15 +160,18 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
       ),
     );
   if (engine === 'postgres') {
-    const insert = prepare<InsertInput, Database>(
-      db,
-      (late) => sql`
-        with inserted as (
-          insert into data (${idColumn}device_id, x, y, z, created_at)
-          select * from ${readings(late)} as incoming
-          returning id
-        ), rolled_up as (${minutes(late)})
-        select id from inserted`,
+    // The same text for any number of rows: parsed and planned once per connection.
+    const insert = parsedOnce(
+      prepare<InsertInput, Database>(
+        db,
+        (late) => sql`
+          with inserted as (
+            insert into data (${idColumn}device_id, x, y, z, created_at)
+            select * from ${readings(late)} as incoming
+            returning id
+          ), rolled_up as (${minutes(late)})
+          select id from inserted`,
+      ),
     );
     return { engine, insert } as const;
   }

@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import { Checkpointer } from './checkpointer.js';
 import type { Engine } from './dialect.js';
+import { PARSED_ONCE } from './prepared.js';
 import { ServiceSqliteDialect } from './sqlite-compiler.js';
 import type { Database } from './tables.js';
 
@@ -142,6 +143,33 @@ export function openPostgresPool(url: string): pg.Pool {
   // Nor a client in use (between two statements of a transaction) when its server goes away: pg
   // emits the error on the client, where nobody listens while the pool has lent it out. The query
   // running or the next one fails with it, and that request (or its fallback) deals with it.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  const names = new Map<string, string>();
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    nameParsedOnce(client, names);
+  });
   return pool;
+}
+
+/** Most statement texts a pool names; past them, a marked statement goes unnamed (parsed each run). */
+const MAX_NAMED_STATEMENTS = 32;
+
+/**
+ * Sends the statements marked `parsedOnce` (prepared.ts) as named statements, one name per text across
+ * the pool: PostgreSQL parses and plans each once per connection, and pg then sends only its values.
+ * Kysely passes a query's text and values, never a name, hence the wrapper around the client.
+ */
+function nameParsedOnce(client: pg.PoolClient, names: Map<string, string>): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((text: unknown, ...rest: unknown[]) => {
+    if (typeof text === 'string' && rest.length === 1 && text.startsWith(PARSED_ONCE)) {
+      let name = names.get(text);
+      if (!name && names.size < MAX_NAMED_STATEMENTS) {
+        name = `parsed_once_${names.size}`;
+        names.set(text, name);
+      }
+      if (name) return query({ name, text, values: rest[0] });
+    }
+    return query(text, ...rest);
+  }) as typeof client.query;
 }

@@ -77,3 +77,17 @@ function lateStatement<I>(
 function flatCopy(text: string): string {
   return Buffer.from(text).toString();
 }
+
+/** The comment that starts a statement PostgreSQL keeps parsed on each connection (see `parsedOnce`). */
+export const PARSED_ONCE = '/* parsed once */ ';
+
+/**
+ * The statement marked for PostgreSQL to parse and plan once per connection: the pool sends it as a
+ * named statement (database.ts), and each run is then only Bind and Execute. For the one statement a
+ * group commit of single readings runs (reading-store.ts), parsing and planning it each time took
+ * 0.82 ms of a 5-reading run, against 0.36 ms named (p50 of 2,000 runs inside one transaction).
+ */
+export function parsedOnce<I>(statement: Prepared<I>): Prepared<I> {
+  const sql = `${PARSED_ONCE}${statement.sql}`;
+  return { sql, bind: (input) => ({ ...statement.bind(input), sql }) };
+}
