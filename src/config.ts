@@ -47,6 +47,8 @@ export interface Config {
   readonly redis: RedisSettings | undefined;
   readonly ingestAuth: Settings['INGEST_AUTH'];
   readonly metrics: MetricsSettings;
+  /** DATABASE_WAIT_MS: how long a start waits for an unreachable database (db/migrate.ts). */
+  readonly databaseWaitMs: number;
   readonly shutdownDelayMs: number;
   /** Ingest from an MQTT broker; undefined unless MQTT_URL is set. */
   readonly mqtt: MqttSettings | undefined;
@@ -168,6 +170,7 @@ export function loadConfig(env: Environment = processEnvironment()): Config {
       port: value.METRICS_PORT,
       host: value.METRICS_HOST ?? value.HOST,
     },
+    databaseWaitMs: value.DATABASE_WAIT_MS,
     shutdownDelayMs: value.SHUTDOWN_DELAY_MS,
     mqtt: mqttSettings(value),
   });

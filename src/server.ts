@@ -49,7 +49,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
     });
     if (config.metrics.port !== undefined)
       metricsServer = await listenForMetrics(app.metrics, config.metrics);
-    const applied = await migrateToLatest(database.db);
+    const applied = await migrateToLatest(database.db, {
+      waitMs: config.databaseWaitMs,
+      onRetry: (error, retryInMs) =>
+        app.log.warn(
+          `the database cannot be reached, trying again in ${retryInMs} ms (DATABASE_WAIT_MS: ` +
+            `${config.databaseWaitMs}): ${(error as Error).message}`,
+        ),
+    });
     if (applied.length > 0) app.log.info({ migrations: applied }, 'database migrated');
     maintenance = scheduleMaintenance(database, config.retention, app.log);
   } catch (error) {

@@ -289,6 +289,14 @@ export const settings = {
     description: 'The address of the metrics listener',
     'x-default': 'the value of HOST',
   }),
+  DATABASE_WAIT_MS: wholeNumber(
+    'At start, how long the server waits for a database it cannot reach (down, still starting, out of ' +
+      'connections), trying its migrations again with pauses growing from 0.25 to 5 s, before it gives up and ' +
+      'exits (each try is logged); meanwhile the process listens and `/ready` answers 503. 0: exit at the first failure',
+    60_000,
+    0,
+    3_600_000,
+  ),
   SHUTDOWN_DELAY_MS: wholeNumber(
     'On SIGTERM, how long `/ready` answers 503 while requests are still served, before the server stops ' +
       'taking new connections (lets a load balancer notice first)',

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { DomainError, RequestValidationError } from './errors.js';
 import { toValidationIssues } from './validation.js';
 
@@ -37,35 +38,6 @@ export function registerErrorHandler(app: FastifyInstance): void {
     request.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send({ detail: 'Internal Server Error' });
   });
-}
-
-const UNAVAILABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'SQLITE_BUSY',
-  'SQLITE_FULL',
-  'SQLITE_READONLY',
-  'SQLITE_IOERR',
-  'SQLITE_CANTOPEN',
-  '57P01', // admin_shutdown
-  '57P03', // cannot_connect_now
-  '53300', // too_many_connections
-]);
-
-function isDatabaseUnavailable(error: unknown): boolean {
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  if (
-    typeof code === 'string' &&
-    [...UNAVAILABLE_CODES].some((c) => code === c || code.startsWith(`${c}_`))
-  ) {
-    return true;
-  }
-  return (
-    typeof message === 'string' &&
-    /timeout exceeded when trying to connect|Connection terminated|Query read timeout/.test(message)
-  );
 }
 
 /**

@@ -149,7 +149,7 @@ export class Harness {
     this.config = testConfig(this.#database.url, overrides);
     // As the server opens it (src/server.ts).
     const database = openDatabase(this.config.databaseUrl, 'server', this.config.sqliteWalLimitBytes);
-    await migrateToLatest(database.db);
+    await migrateToLatest(database.db, { waitMs: this.config.databaseWaitMs });
     this.#opened = database;
     this.db = database.db;
     this.app = await buildApp(this.config, database);

@@ -9,9 +9,17 @@ export function migrateCommand(program: Command): void {
     .command('migrate')
     .description('apply the pending database migrations to DATABASE_URL (running it again is harmless)')
     .action(async () => {
-      const { db, engine } = openDatabase(loadConfig().databaseUrl);
+      const config = loadConfig();
+      const { db, engine } = openDatabase(config.databaseUrl);
       try {
-        const applied = await migrateToLatest(db);
+        // A deploy step run beside the database waits for it, as the server does.
+        const applied = await migrateToLatest(db, {
+          waitMs: config.databaseWaitMs,
+          onRetry: (error, retryInMs) =>
+            console.error(
+              `${engine}: the database cannot be reached, trying again in ${retryInMs} ms: ${(error as Error).message}`,
+            ),
+        });
         console.log(
           applied.length ? `${engine}: applied ${applied.join(', ')}` : `${engine}: already up to date`,
         );
