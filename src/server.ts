@@ -51,11 +51,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       metricsServer = await listenForMetrics(app.metrics, config.metrics);
     const applied = await migrateToLatest(database.db, {
       waitMs: config.databaseWaitMs,
-      onRetry: (error, retryInMs) =>
-        app.log.warn(
-          `the database cannot be reached, trying again in ${retryInMs} ms (DATABASE_WAIT_MS: ` +
-            `${config.databaseWaitMs}): ${(error as Error).message}`,
-        ),
+      onRetry: (line) => app.log.warn(line),
     });
     if (applied.length > 0) app.log.info({ migrations: applied }, 'database migrated');
     maintenance = scheduleMaintenance(database, config.retention, app.log);

@@ -26,8 +26,8 @@ const migrations: Record<string, Migration> = {
 export interface DatabaseWait {
   /** How long to keep trying; 0: fail at the first error. */
   waitMs: number;
-  /** Told of each failed try that will be tried again, and when. */
-  onRetry?: (error: unknown, retryInMs: number) => void;
+  /** Told of each failed try that will be tried again: a line that says why, and when. */
+  onRetry?: (line: string) => void;
 }
 
 /** The first pause between tries, doubled each time up to the last. */
@@ -55,7 +55,10 @@ export async function migrateToLatest(
       const left = giveUpAt - performance.now();
       if (!isDatabaseUnavailable(error) || left <= 0) throw error;
       const retryInMs = Math.min(pause, left);
-      wait.onRetry?.(error, retryInMs);
+      wait.onRetry?.(
+        `the database cannot be reached, trying again in ${retryInMs} ms (DATABASE_WAIT_MS: ` +
+          `${wait.waitMs}): ${(error as Error).message}`,
+      );
       await sleep(retryInMs);
     }
   }

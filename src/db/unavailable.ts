@@ -1,9 +1,3 @@
-/**
- * Whether an error says the database could not be reached or refused work for now (down, starting,
- * restarting, out of connections, a SQLite file locked or its disk full), as opposed to a query that
- * is wrong: the HTTP answer is then a 503 with Retry-After (http/error-handler.ts), and at start the
- * server waits and tries its migrations again (db/migrate.ts).
- */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -19,6 +13,12 @@ const UNAVAILABLE_CODES = new Set([
   '53300', // too_many_connections
 ]);
 
+/**
+ * Whether an error says the database could not be reached or refused work for now (down, starting,
+ * restarting, out of connections, a SQLite file locked or its disk full), as opposed to a query that
+ * is wrong: the HTTP answer is then a 503 with Retry-After (http/error-handler.ts), and at start the
+ * server waits and tries its migrations again (db/migrate.ts).
+ */
 export function isDatabaseUnavailable(error: unknown): boolean {
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (

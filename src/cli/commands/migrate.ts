@@ -15,10 +15,7 @@ export function migrateCommand(program: Command): void {
         // A deploy step run beside the database waits for it, as the server does.
         const applied = await migrateToLatest(db, {
           waitMs: config.databaseWaitMs,
-          onRetry: (error, retryInMs) =>
-            console.error(
-              `${engine}: the database cannot be reached, trying again in ${retryInMs} ms: ${(error as Error).message}`,
-            ),
+          onRetry: (line) => console.error(`${engine}: ${line}`),
         });
         console.log(
           applied.length ? `${engine}: applied ${applied.join(', ')}` : `${engine}: already up to date`,
