@@ -227,7 +227,8 @@ function busyDetail({ running, resting, waiting }: Occupancy): string {
       ? ''
       : `, ${resting} ${resting === 1 ? 'slot rests' : 'slots rest'} after a query while readings arrive ` +
         '(STATISTICS_BUSY_SHARE)';
-  return `${running} statistics queries are running${resters} and ${waiting} waiting: retry shortly`;
+  const runners = running === 1 ? 'statistics query is' : 'statistics queries are';
+  return `${running} ${runners} running${resters} and ${waiting} ${waiting === 1 ? 'is' : 'are'} waiting: retry shortly`;
 }
 
 /** How long a query ran, if it started at all (one that timed out waiting did not). */

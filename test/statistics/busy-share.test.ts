@@ -90,7 +90,7 @@ onEachEngine(
       assert.equal(
         next.json().detail,
         '0 statistics queries are running, 1 slot rests after a query while readings arrive ' +
-          '(STATISTICS_BUSY_SHARE) and 0 waiting: retry shortly',
+          '(STATISTICS_BUSY_SHARE) and 0 are waiting: retry shortly',
       );
       const metrics = await scrape();
       assert.match(metrics, /^statistics_heavy_queries_running\{lane="heavy"\} 0$/m);
