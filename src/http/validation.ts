@@ -2,6 +2,7 @@ import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
 import type { ValidationIssue } from './errors.js';
+import { type NumericType, readNumberText } from './number-text.js';
 
 const shared: Options = { allErrors: true, useDefaults: true, strict: false, strictNumbers: true };
 
@@ -14,29 +15,59 @@ const textAjv = addFormats.default(new Ajv({ ...shared, coerceTypes: 'array' }))
 export const compileBodyValidator = <T>(schema: object) => bodyAjv.compile<T>(schema);
 
 export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
-  httpPart === 'body' ? bodyAjv.compile(schema) : rejectingInfinity(textAjv.compile(schema));
+  httpPart === 'body' ? bodyAjv.compile(schema) : withNumberText(schema, textAjv.compile(schema));
 
 /**
- * ajv coerces the text "1e400" to Infinity and then lets it pass every numeric keyword, so a
- * coerced query or path value that is not finite is refused here, as the type error it is.
+ * ajv would coerce a query, path or header value with Number(): `0x10` passes as 16, `1e1` as an integer,
+ * `1e400` as Infinity past every numeric keyword. The fields declared integer or number are read here
+ * first, by one rule (number-text.ts); ajv then checks numbers, and a text the rule refuses is reported
+ * as the type error it is, whatever ajv made of it.
  */
-function rejectingInfinity(validate: ValidateFunction): ValidateFunction {
+function withNumberText(schema: object, validate: ValidateFunction): ValidateFunction {
+  const numeric = numericFields(schema);
+  if (numeric.size === 0) return validate;
+  const order = Object.keys((schema as { properties?: object }).properties ?? {});
   const checked = ((data: unknown) => {
-    const valid = validate(data);
-    checked.errors = validate.errors;
-    if (!valid || data === null || typeof data !== 'object') return valid;
-    for (const [key, value] of Object.entries(data)) {
-      if (typeof value === 'number' && !Number.isFinite(value)) {
-        checked.errors = [
-          { instancePath: `/${key}`, schemaPath: '', keyword: 'type', params: { type: 'number' } },
-        ];
-        return false;
+    const refused: ErrorObject[] = [];
+    if (data !== null && typeof data === 'object') {
+      const fields = data as Record<string, unknown>;
+      for (const [key, type] of numeric) {
+        const text = fields[key];
+        if (typeof text !== 'string') continue;
+        const value = readNumberText(text, type);
+        if (value === undefined) refused.push(refusal(key, 'type', { type }));
+        else if (!Number.isFinite(value)) refused.push(refusal(key, 'finite', {}));
+        else fields[key] = value;
       }
     }
-    return true;
+    const valid = validate(data);
+    const refusedPaths = new Set(refused.map((error) => error.instancePath));
+    const errors = [...refused, ...(validate.errors ?? []).filter((e) => !refusedPaths.has(e.instancePath))];
+    // In the order of the declared fields, as ajv reports them (a missing field: at its own place).
+    const place = (error: ErrorObject) =>
+      order.indexOf(String(error.params.missingProperty ?? error.instancePath.slice(1)));
+    checked.errors = errors.length === 0 ? null : errors.sort((a, b) => place(a) - place(b));
+    return valid && refused.length === 0;
   }) as ValidateFunction;
   return checked;
 }
+
+/** The top-level fields declared integer or number: query, path and header values are flat. */
+function numericFields(schema: object): Map<string, NumericType> {
+  const fields = new Map<string, NumericType>();
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  for (const [key, field] of Object.entries(properties)) {
+    if (field.type === 'integer' || field.type === 'number') fields.set(key, field.type);
+  }
+  return fields;
+}
+
+const refusal = (key: string, keyword: string, params: Record<string, unknown>): ErrorObject => ({
+  instancePath: `/${key}`,
+  schemaPath: '',
+  keyword,
+  params,
+});
 
 const sourceByPart: Record<string, string> = {
   body: 'body',
@@ -95,14 +126,14 @@ function toIssue(error: Partial<ErrorObject>, source: string, body: unknown): Va
       const value = source === 'body' ? valueAt(body, path) : undefined;
       if (value === null)
         return { loc, msg: 'none is not an allowed value', type: 'type_error.none.not_allowed' };
-      if (typeof value === 'number' && !Number.isFinite(value)) {
-        // JSON.parse reads 1e400 as Infinity: say so, rather than "not a number".
-        return { loc, msg: 'number is beyond the range of a double', type: 'value_error.number.not_finite' };
-      }
+      // JSON.parse reads 1e400 as Infinity: say so, rather than "not a number".
+      if (typeof value === 'number' && !Number.isFinite(value)) return notFinite(loc);
       const expected = String(params.type).split(',')[0] ?? 'value';
       const name = typeNames[expected] ?? expected;
       return { loc, msg: `value is not a valid ${name}`, type: `type_error.${name}` };
     }
+    case 'finite':
+      return notFinite(loc);
     case 'maxLength':
       return limit(
         loc,
@@ -177,6 +208,10 @@ function isBranchNoise(error: Partial<ErrorObject>, samePath: Partial<ErrorObjec
   const nullBranch =
     error.keyword === 'type' && (error.params as { type?: unknown } | undefined)?.type === 'null';
   return nullBranch && others.some((other) => other.keyword !== 'anyOf');
+}
+
+function notFinite(loc: (string | number)[]): ValidationIssue {
+  return { loc, msg: 'number is beyond the range of a double', type: 'value_error.number.not_finite' };
 }
 
 function limit(loc: (string | number)[], msg: string, type: string, limitValue: unknown): ValidationIssue {
