@@ -147,8 +147,37 @@ export function openPostgresPool(url: string): pg.Pool {
   pool.on('connect', (client) => {
     client.on('error', () => {});
     nameParsedOnce(client, names);
+    endingAfterReadTimeout(client);
+  });
+  pool.on('release', (error, client) => {
+    // Given back inside a transaction (a path that began one and neither committed nor rolled back):
+    // whatever runs on it next would never commit. An ended client leaves the pool.
+    if (!error && client.getTransactionStatus() !== 'I') void client.end();
   });
   return pool;
+}
+
+/** pg's error when `query_timeout` passes without an answer. */
+const READ_TIMEOUT = 'Query read timeout';
+
+/**
+ * Ends a client whose query timed out, so that the pool drops it rather than lending it again. The
+ * statement was sent (or is queued behind one that was) and runs whenever PostgreSQL answers again:
+ * a `begin` sent to a hung server (Kysely's transactions send theirs before their try, so no rollback
+ * follows its failure) left its connection inside a transaction once the server went on, and the group
+ * commit that borrowed it next was answered 200 and never committed.
+ */
+function endingAfterReadTimeout(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((...args: unknown[]) => {
+    const result = query(...args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if ((error as Error | undefined)?.message === READ_TIMEOUT) void client.end();
+      });
+    }
+    return result;
+  }) as typeof client.query;
 }
 
 /** Most statement texts a pool names; past them, a marked statement goes unnamed (parsed each run). */

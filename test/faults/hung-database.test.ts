@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
 import { ownPostgresSkipReason, serverOnOwnPostgres } from '../helpers/own-postgres.js';
 import { assertRollupsMatchReadingsAt } from '../helpers/rollups.js';
@@ -114,6 +115,15 @@ describe('a hung PostgreSQL (SIGSTOP): 503 within the promised time, recovery af
     // does not say whether the reading was stored. Acknowledged ones are, once each; nothing else is.
     const { db } = openDatabase(postgres.url);
     try {
+      // No connection the freeze caught in its `begin` (the statistics' transactions above) went back
+      // to the pool and on inside that transaction once PostgreSQL continued: what borrowed it next
+      // would never commit (a reading answered 200 and lost).
+      await sleep(1500);
+      const leftOpen = await sql<{ query: string }>`
+        select query from pg_stat_activity
+        where datname = current_database() and state like 'idle in transaction%'
+          and state_change < now() - interval '1 second'`.execute(db);
+      assert.deepEqual(leftOpen.rows, [], 'connections left inside a transaction');
       const rows = await db.selectFrom('data').select('x').where('device_id', '=', deviceId).execute();
       const stored = rows.map((row) => row.x);
       assert.equal(new Set(stored).size, stored.length, 'a reading stored twice');
@@ -132,6 +142,35 @@ describe('a hung PostgreSQL (SIGSTOP): 503 within the promised time, recovery af
       await db.destroy();
     }
     await assertRollupsMatchReadingsAt(postgres.url, 'after the freeze');
+  });
+
+  it('drops a connection whose query timed out: what borrows one next is not caught in its transaction', async () => {
+    // The service's own pool, with one idle connection: a transaction begun while PostgreSQL hangs
+    // fails at the driver's timeout with its `begin` still unanswered, and PostgreSQL runs that `begin`
+    // once it goes on. Given back to the pool, the connection would lend the next write an open
+    // transaction that nothing commits: answered, and lost.
+    const service = openDatabase(postgres.url);
+    const check = openDatabase(postgres.url);
+    try {
+      await sql`create table if not exists hung_writes (note text)`.execute(check.db);
+      await sql`select 1`.execute(service.db);
+      postgres.freeze();
+      let failure: unknown;
+      try {
+        await service.db.transaction().execute((trx) => sql`select 1`.execute(trx));
+      } catch (error) {
+        failure = error;
+      } finally {
+        postgres.thaw();
+      }
+      assert.match(String(failure), /timeout/i);
+      await sql`insert into hung_writes values ('after the freeze')`.execute(service.db);
+      const notes = await sql<{ note: string }>`select note from hung_writes`.execute(check.db);
+      assert.deepEqual(notes.rows, [{ note: 'after the freeze' }], 'a write answered but not committed');
+    } finally {
+      await service.close();
+      await check.close();
+    }
   });
 });
 
