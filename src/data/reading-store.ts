@@ -118,6 +118,8 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
             for (const chunk of sizeClasses(input.rollups, LARGEST_CLASS)) {
               const upsert = statement.upsert.get(chunk.length) as Prepared<readonly TableRow[]>;
               await connection.executeQuery(upsert.bind(chunk));
+              const reopen = statement.reopen.get(chunk.length) as Prepared<readonly TableRow[]>;
+              await connection.executeQuery(reopen.bind(chunk));
             }
             // SQLite has one writer, so one statement's autoincrement ids are consecutive and end at the
             // last insert id (the statements run in order, in one transaction); reading them that way is
@@ -195,6 +197,12 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
     ),
     upsert: bySize((size, late) =>
       upsertMinuteRollups(engine, sql`(${boundRows(ROLLUP_COLUMNS.length, size, late)})`),
+    ),
+    // The rollups' first two columns are their keys, device_id and minute.
+    reopen: bySize(
+      (size, late) => sql`
+        update reading_minutes set folded = 0
+        where folded <> 0 and (device_id, minute) in (${boundRows(2, size, late)})`,
     ),
   } as const;
 }
@@ -284,9 +292,15 @@ export function minuteRollupsOf(engine: Engine, readings: RawBuilder<unknown>): 
 }
 
 /**
- * Merges rollups (a relation with the columns of `reading_minutes`) into the rows already there, and
- * marks each minute it touches unfolded (a new row by the column's default, a merged one by `folded =
- * 0`): all the hour, day and month rollups cost at ingest (statistics/rollup-folder.ts does the rest).
+ * Merges rollups (a relation with the columns of `reading_minutes`) into the rows already there. Each
+ * minute it touches must end up unfolded: all the hour, day and month rollups cost at ingest
+ * (statistics/rollup-folder.ts does the rest). A new row is by the column's default. A merged one is,
+ * on PostgreSQL, by `folded = 0` here: an update that leaves the value as it was still allows a HOT
+ * update there. On SQLite, a `folded` in the SET deletes and re-inserts the row's entry in the partial
+ * index `reading_minutes_unfolded` (where folded = 0) at every merge, already unfolded or not: one more
+ * page in the write-ahead log at each group commit of the live ingest, a sixth of its pages (its
+ * current minute is never folded). There the writer re-opens the minutes that were folded with
+ * an update of its own in the same transaction (readingStore's `reopen`).
  */
 export function upsertMinuteRollups(engine: Engine, rollups: RawBuilder<unknown>): RawBuilder<unknown> {
   const kept = (column: string) => sql.ref<number>(`reading_minutes.${column}`);
@@ -298,7 +312,7 @@ export function upsertMinuteRollups(engine: Engine, rollups: RawBuilder<unknown>
     select * from ${rollups} as incoming
     where true
     on conflict (device_id, minute) do update set
-      readings = reading_minutes.readings + excluded.readings, folded = 0, ${sql.join(
+      readings = reading_minutes.readings + excluded.readings, ${engine === 'postgres' ? sql`folded = 0, ` : sql``}${sql.join(
         VALUES.flatMap((v) => [
           sql`${sql.ref(`${v}_min`)} = ${lesser(engine, kept(`${v}_min`), incoming(`${v}_min`))}`,
           sql`${sql.ref(`${v}_max`)} = ${greater(engine, kept(`${v}_max`), incoming(`${v}_max`))}`,

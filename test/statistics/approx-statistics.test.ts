@@ -174,6 +174,27 @@ onEachEngine(
       close(after.variance, before.variance, 'variance');
     });
 
+    it('counts a late reading merged into a minute already folded, before the folder runs again and after', async () => {
+      const device = devices[1] as number;
+      // One second after the device's 100th reading: the same minute, folded in `before`.
+      const late: Point = { device, x: 300_000, y: 1, z: 1, at: START + 100 * 1_013_000 + 1_000 };
+      await post([late]);
+      // Whether the app's folder has folded the minute again by now or not, the answer holds the reading:
+      // a minute left marked folded would be read from an hour rollup without it.
+      const answer = await get(`attr=x&accuracy=approx&device_id=${device}`);
+      assertApprox(
+        answer,
+        values('x', (p) => p.device === device),
+        [],
+      );
+      assert.equal(answer.max, 300_000);
+      await foldAll(h);
+      assert.equal(await unfoldedMinutes(h), 0);
+      const folded = await get(`attr=x&accuracy=approx&device_id=${device}`);
+      assert.equal(folded.count, answer.count);
+      assert.equal(folded.max, 300_000);
+    });
+
     it('folds a late reading that lands behind the cursor of the folder (it wraps around to it)', async () => {
       const device = devices[0] as number;
       // Sparse readings over 30 days, a few per hour: many fold steps of many hours.
