@@ -117,7 +117,8 @@ export function readingStore(db: Kysely<Database>, engine: Engine): ReadingStore
             }
             for (const chunk of sizeClasses(input.rollups, LARGEST_CLASS)) {
               const upsert = statement.upsert.get(chunk.length) as Prepared<readonly TableRow[]>;
-              await connection.executeQuery(upsert.bind(chunk));
+              const merged = await connection.executeQuery<{ folded: number }>(upsert.bind(chunk));
+              if (merged.rows.every((row) => row.folded === 0)) continue;
               const reopen = statement.reopen.get(chunk.length) as Prepared<readonly TableRow[]>;
               await connection.executeQuery(reopen.bind(chunk));
             }
@@ -195,10 +196,14 @@ function insertStatements(db: Kysely<Database>, engine: Engine, givenIds: boolea
         insert into data (${idColumn}device_id, x, y, z, created_at)
         ${boundRows(columns.length, size, late)}`,
     ),
-    upsert: bySize((size, late) =>
-      upsertMinuteRollups(engine, sql`(${boundRows(ROLLUP_COLUMNS.length, size, late)})`),
+    upsert: bySize(
+      (size, late) =>
+        sql`${upsertMinuteRollups(engine, sql`(${boundRows(ROLLUP_COLUMNS.length, size, late)})`)}
+        returning folded`,
     ),
-    // The rollups' first two columns are their keys, device_id and minute.
+    // Run only when the upsert returned a folded minute (a late reading; the live minute never is): as
+    // a statement at every commit it cost more time than the page it saves (53.7 against 53.3 µs of
+    // CPU a single-reading commit, 50.9 with the check). The rollups' first two columns are their keys.
     reopen: bySize(
       (size, late) => sql`
         update reading_minutes set folded = 0
@@ -300,7 +305,7 @@ export function minuteRollupsOf(engine: Engine, readings: RawBuilder<unknown>): 
  * index `reading_minutes_unfolded` (where folded = 0) at every merge, already unfolded or not: one more
  * page in the write-ahead log at each group commit of the live ingest, a sixth of its pages (its
  * current minute is never folded). There the writer re-opens the minutes that were folded with
- * an update of its own in the same transaction (readingStore's `reopen`).
+ * an update of its own in the same transaction (readingStore's `reopen`), when the upsert returns one.
  */
 export function upsertMinuteRollups(engine: Engine, rollups: RawBuilder<unknown>): RawBuilder<unknown> {
   const kept = (column: string) => sql.ref<number>(`reading_minutes.${column}`);
