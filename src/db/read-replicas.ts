@@ -3,7 +3,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { Counter } from 'prom-client';
 import { DomainError } from '../http/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { type OpenedDatabase, openPostgresPool } from './database.js';
+import type { OpenedDatabase } from './database.js';
+import { openPostgresPool } from './postgres-pool.js';
 import type { Database } from './tables.js';
 
 /** DATABASE_READ_URL (the replicas) and MAX_REPLICA_LAG_MS. */

@@ -22,7 +22,7 @@ import {
 const RECOVERY_WITHIN_MS = 10_000;
 /** /health gives the database this long to answer (src/health/database-probe.ts). */
 const HEALTH_WITHIN_MS = 2000;
-/** A query sent to a database that does not answer fails after this long (src/db/database.ts). */
+/** A query sent to a database that does not answer fails after this long (src/db/postgres-pool.ts). */
 const QUERY_TIMEOUT_MS = 25_000;
 /** For a machine shared with other work: the answer comes this much after the timer fires, at most. */
 const SLACK_MS = 1500;
